@@ -22,6 +22,19 @@ def version() -> None:
     typer.echo(__version__)
 
 
+@app.command()
+def demo(
+    pace: float = typer.Option(1.0, min=0.0, help="Scale the pauses between calls."),
+    open_for: float = typer.Option(2.0, min=0.1, help="Seconds the breaker stays open."),
+) -> None:
+    """Show the resilience pipeline live against a local, misbehaving upstream."""
+    import asyncio
+
+    from interlink.demo import run_resilience_demo
+
+    asyncio.run(run_resilience_demo(pace=pace, open_for=open_for))
+
+
 def main() -> None:
     """Entry point of the ``interlink`` console script."""
     app()

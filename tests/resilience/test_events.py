@@ -96,3 +96,20 @@ async def test_a_policy_decorates_an_async_function_keeping_its_name() -> None:
     assert fetch.__name__ == "fetch"
     assert fetch.__doc__ == "Fetch an order."
     assert repr(policy) == "Echo(name='deco')"
+
+
+async def test_activity_follows_subscriptions_down_to_every_policy() -> None:
+    policy = Echo()
+    assert not policy.events.active
+    unsubscribe = subscribe(lambda e: None)
+    try:
+        assert policy.events.active
+        assert Echo().events.active  # a policy made while someone listens
+    finally:
+        unsubscribe()
+    assert not policy.events.active
+    stop = policy.events.subscribe(lambda e: None)
+    assert policy.events.active
+    assert not EVENTS.active
+    stop()
+    assert not policy.events.active

@@ -11,6 +11,7 @@ logged and skipped: observing a call never breaks it.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,27 +42,38 @@ Listener = Callable[[ResilienceEvent], object]
 
 
 class EventHub:
-    """Listeners of one policy, forwarding every event to a parent hub too."""
+    """Listeners of one policy, forwarding every event to a parent hub too.
 
-    __slots__ = ("_listeners", "_parent")
+    ``active`` is a plain attribute, kept up to date on every (un)subscribe
+    down the chain of hubs, because policies read it on every call.
+    """
+
+    __slots__ = ("__weakref__", "_children", "_listeners", "_parent", "active")
 
     def __init__(self, parent: EventHub | None = None) -> None:
         self._listeners: tuple[Listener, ...] = ()
         self._parent = parent
-
-    @property
-    def active(self) -> bool:
+        self._children: weakref.WeakSet[EventHub] = weakref.WeakSet()
+        self.active: bool = parent is not None and parent.active
         """True when at least one listener would see an event emitted here."""
-        return bool(self._listeners) or (self._parent is not None and self._parent.active)
+        if parent is not None:
+            parent._children.add(self)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Add ``listener``; returns a function that removes it again."""
         self._listeners = (*self._listeners, listener)
+        self._refresh()
 
         def unsubscribe() -> None:
             self._listeners = tuple(lst for lst in self._listeners if lst is not listener)
+            self._refresh()
 
         return unsubscribe
+
+    def _refresh(self) -> None:
+        self.active = bool(self._listeners) or (self._parent is not None and self._parent.active)
+        for child in list(self._children):
+            child._refresh()
 
     def emit(self, event: ResilienceEvent) -> None:
         for listener in self._listeners:

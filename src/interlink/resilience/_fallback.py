@@ -1,0 +1,134 @@
+"""``Fallback``: answer with a value, or a handler's value, when the call fails.
+
+Semantics follow Polly v8's fallback strategy (an action chosen by
+``ShouldHandle``) with interlink's rules for cancellation: a cancelled call is
+never replaced by a fallback, because the caller asked it to stop and must see
+``CancelledError``. Only ``Exception`` subclasses are ever handled, so
+``KeyboardInterrupt``/``SystemExit`` pass through as well.
+
+This module also holds ``error_matcher``, which turns the ``on=`` forms that
+several policies accept (a type, a tuple of types, a predicate) into one
+predicate.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar, cast
+
+from interlink.core.clock import Clock
+from interlink.core.errors import ConfigError
+from interlink.resilience._policy import Policy
+
+__all__ = ["ErrorMatcher", "Fallback", "error_matcher"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+ErrorMatcher = (
+    type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+)
+"""Which errors a policy acts on: an exception type, a tuple of them, or a predicate."""
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<no value>"
+
+
+_MISSING: Any = _Missing()
+
+
+def error_matcher(on: ErrorMatcher, *, owner: str, arg: str) -> Callable[[BaseException], bool]:
+    """Return a predicate for ``on``; a wrong shape is a ``ConfigError`` naming ``owner arg``.
+
+    Types must be ``Exception`` subclasses: ``CancelledError`` and the other
+    ``BaseException``-only errors are never handled by a policy.
+    """
+    types: tuple[object, ...]
+    if isinstance(on, type):
+        types = (on,)
+    elif isinstance(on, tuple):
+        types = on
+        if not types:
+            raise ConfigError(f"{owner} {arg} must name at least one exception type, got ()")
+    elif callable(on):
+        return on
+    else:
+        raise ConfigError(
+            f"{owner} {arg} must be an exception type, a tuple of them or a predicate, got {on!r}"
+        )
+    for kind in types:
+        if not (isinstance(kind, type) and issubclass(kind, Exception)):
+            raise ConfigError(
+                f"{owner} {arg} must hold Exception subclasses (cancellation is never handled),"
+                f" got {kind!r}"
+            )
+    matched = cast("tuple[type[BaseException], ...]", types)
+    return lambda exc: isinstance(exc, matched)
+
+
+class Fallback(Policy):
+    """Return ``value``, or what ``handler(error)`` returns, when the call raises a matching error.
+
+    Exactly one of ``value`` and ``handler`` must be given (else ``ConfigError``).
+    ``handler`` receives the exception it replaces and may be a plain function
+    or an ``async def``/any callable returning an awaitable. ``on`` picks the
+    errors to replace: an exception type, a tuple of types or a predicate
+    (default ``Exception``: every failure, rejections by inner policies
+    included). ``CancelledError`` never falls back. If the handler raises, that
+    error propagates with the original as its ``__context__``.
+
+    The fallback value should have the protected function's return type; the
+    type checker cannot see through a runtime value, so this is on the caller.
+
+    Events: ``fallback.applied`` with ``error`` (the replaced exception's type
+    name) and ``handler`` (``True`` when a handler produced the value).
+    """
+
+    kind = "fallback"
+    __slots__ = ("_handler", "_matches", "_value")
+
+    def __init__(
+        self,
+        value: Any = _MISSING,
+        *,
+        handler: Callable[[Exception], Any] | None = None,
+        on: ErrorMatcher = Exception,
+        name: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(name=name, clock=clock)
+        if (value is _MISSING) == (handler is None):
+            raise ConfigError(
+                "Fallback needs exactly one of value and handler, got "
+                + ("both" if handler is not None else "neither")
+            )
+        if handler is not None and not callable(handler):
+            raise ConfigError(f"Fallback handler must be callable, got {handler!r}")
+        self._value = value
+        self._handler = handler
+        self._matches = error_matcher(on, owner="Fallback", arg="on")
+
+    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except Exception as exc:
+            if not self._matches(exc):
+                raise
+            if self.events.active:
+                self._emit("applied", error=type(exc).__name__, handler=self._handler is not None)
+            handler = self._handler
+            if handler is None:
+                return cast("T", self._value)
+            result = handler(exc)
+            if inspect.isawaitable(result):
+                result = await result
+            return cast("T", result)
+
+    def __repr__(self) -> str:
+        what = f"handler={self._handler!r}" if self._handler is not None else repr(self._value)
+        return f"Fallback({what}, name={self.name!r})"
