@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
 
 from interlink.testing import FakeClock
 
@@ -11,3 +14,11 @@ from interlink.testing import FakeClock
 def clock() -> FakeClock:
     """A fake monotonic clock: time moves only when the test advances it."""
     return FakeClock()
+
+
+# Property tests must not fail on a slow or busy machine (no per-example
+# deadline), and CI explores the same examples on every run, so a red CI
+# always means a change broke something, not that a new seed was drawn.
+settings.register_profile("default", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
