@@ -31,8 +31,9 @@ from interlink.resilience._breaker_state import (
 from interlink.resilience._budget import BudgetStore, MemoryBudgetStore, RetryBudget
 from interlink.resilience._bulkhead import Bulkhead
 from interlink.resilience._events import EVENTS, EventHub, Listener, ResilienceEvent, subscribe
-from interlink.resilience._fallback import ErrorMatcher, Fallback
+from interlink.resilience._fallback import Fallback
 from interlink.resilience._hedge import Hedge
+from interlink.resilience._matching import ErrorMatcher
 from interlink.resilience._pipeline import Pipeline
 from interlink.resilience._policy import Policy
 from interlink.resilience._rate_limiter import (

@@ -53,7 +53,7 @@ from interlink.resilience._breaker_state import (
     SlidingWindow,
     TimeWindow,
 )
-from interlink.resilience._fallback import ErrorMatcher, error_matcher
+from interlink.resilience._matching import ErrorMatcher, error_matcher
 from interlink.resilience._policy import Policy
 
 __all__ = ["CircuitBreaker", "CircuitMetrics"]

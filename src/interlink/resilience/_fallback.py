@@ -5,10 +5,6 @@ Semantics follow Polly v8's fallback strategy (an action chosen by
 never replaced by a fallback, because the caller asked it to stop and must see
 ``CancelledError``. Only ``Exception`` subclasses are ever handled, so
 ``KeyboardInterrupt``/``SystemExit`` pass through as well.
-
-This module also holds ``error_matcher``, which turns the ``on=`` forms that
-several policies accept (a type, a tuple of types, a predicate) into one
-predicate.
 """
 
 from __future__ import annotations
@@ -19,17 +15,13 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from interlink.core.clock import Clock
 from interlink.core.errors import ConfigError
+from interlink.resilience._matching import ErrorMatcher, error_matcher
 from interlink.resilience._policy import Policy
 
-__all__ = ["ErrorMatcher", "Fallback", "error_matcher"]
+__all__ = ["Fallback"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-ErrorMatcher = (
-    type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
-)
-"""Which errors a policy acts on: an exception type, a tuple of them, or a predicate."""
 
 
 class _Missing:
@@ -40,35 +32,6 @@ class _Missing:
 
 
 _MISSING: Any = _Missing()
-
-
-def error_matcher(on: ErrorMatcher, *, owner: str, arg: str) -> Callable[[BaseException], bool]:
-    """Return a predicate for ``on``; a wrong shape is a ``ConfigError`` naming ``owner arg``.
-
-    Types must be ``Exception`` subclasses: ``CancelledError`` and the other
-    ``BaseException``-only errors are never handled by a policy.
-    """
-    types: tuple[object, ...]
-    if isinstance(on, type):
-        types = (on,)
-    elif isinstance(on, tuple):
-        types = on
-        if not types:
-            raise ConfigError(f"{owner} {arg} must name at least one exception type, got ()")
-    elif callable(on):
-        return on
-    else:
-        raise ConfigError(
-            f"{owner} {arg} must be an exception type, a tuple of them or a predicate, got {on!r}"
-        )
-    for kind in types:
-        if not (isinstance(kind, type) and issubclass(kind, Exception)):
-            raise ConfigError(
-                f"{owner} {arg} must hold Exception subclasses (cancellation is never handled),"
-                f" got {kind!r}"
-            )
-    matched = cast("tuple[type[BaseException], ...]", types)
-    return lambda exc: isinstance(exc, matched)
 
 
 class Fallback(Policy):

@@ -42,7 +42,7 @@ from typing import Any, ParamSpec, TypeVar
 from interlink.core.clock import Clock, TimerHandle
 from interlink.core.errors import ConfigError, DeadlineExceededError, RejectedError
 from interlink.resilience._budget import RetryBudget
-from interlink.resilience._fallback import ErrorMatcher, error_matcher
+from interlink.resilience._matching import ErrorMatcher, error_matcher
 from interlink.resilience._policy import Policy
 from interlink.resilience._timeout import current_deadline
 

@@ -33,7 +33,7 @@ from typing import ParamSpec, Protocol, TypeVar
 
 from interlink.core.clock import Clock
 from interlink.core.errors import ConfigError, RateLimitedError
-from interlink.resilience._fallback import ErrorMatcher, error_matcher
+from interlink.resilience._matching import ErrorMatcher, error_matcher
 from interlink.resilience._policy import Policy
 from interlink.resilience._timeout import deadline_remaining
 

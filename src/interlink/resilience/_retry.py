@@ -35,6 +35,7 @@ from interlink.core.errors import (
 )
 from interlink.resilience._backoff import JITTERS, jittered_delay
 from interlink.resilience._budget import RetryBudget
+from interlink.resilience._matching import ErrorMatcher, error_matcher
 from interlink.resilience._policy import Policy
 from interlink.resilience._timeout import deadline_remaining
 
@@ -43,7 +44,6 @@ __all__ = ["Retry", "current_attempt", "idempotent"]
 P = ParamSpec("P")
 T = TypeVar("T")
 
-RetryOn = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 
 _ATTEMPT: ContextVar[int] = ContextVar("interlink_retry_attempt", default=1)
 _IDEMPOTENT: ContextVar[bool | None] = ContextVar("interlink_idempotent", default=None)
@@ -163,7 +163,7 @@ class Retry(Policy):
         multiplier: float = 2.0,
         max_delay: float = 10.0,
         jitter: str = "full",
-        retry_on: RetryOn | None = None,
+        retry_on: ErrorMatcher | None = None,
         retry_on_result: Callable[[object], bool] | None = None,
         max_retry_after: float = 60.0,
         budget: RetryBudget | None = None,
@@ -195,7 +195,11 @@ class Retry(Policy):
             raise ConfigError(f"Retry jitter must be one of {', '.join(JITTERS)}; got {jitter!r}")
         self.jitter = jitter
         self.retry_on = retry_on
-        self._should_retry = _predicate(retry_on)
+        self._should_retry = (
+            _default_retry_on
+            if retry_on is None
+            else error_matcher(retry_on, owner="Retry", arg="retry_on")
+        )
         if retry_on_result is not None and not callable(retry_on_result):
             raise ConfigError(
                 f"Retry retry_on_result must be a predicate (result) -> bool, got {retry_on_result!r}"
@@ -387,28 +391,3 @@ def _seconds(what: str, value: float) -> float:
         return parse_duration(value)
     except ConfigError as exc:
         raise ConfigError(f"Retry {what}: {exc}") from None
-
-
-def _predicate(retry_on: RetryOn | None) -> Callable[[BaseException], bool]:
-    if retry_on is None:
-        return _default_retry_on
-    if isinstance(retry_on, type):
-        if not issubclass(retry_on, BaseException):
-            raise ConfigError(f"Retry retry_on must be an exception type, got {retry_on!r}")
-        kinds: tuple[type[BaseException], ...] = (retry_on,)
-    elif isinstance(retry_on, tuple):
-        if not retry_on or not all(
-            isinstance(kind, type) and issubclass(kind, BaseException) for kind in retry_on
-        ):
-            raise ConfigError(
-                f"Retry retry_on must be a non-empty tuple of exception types, got {retry_on!r}"
-            )
-        kinds = retry_on
-    elif callable(retry_on):
-        return retry_on
-    else:
-        raise ConfigError(
-            f"Retry retry_on must be an exception type, a tuple of them or a predicate, "
-            f"got {retry_on!r}"
-        )
-    return lambda exc: isinstance(exc, kinds)

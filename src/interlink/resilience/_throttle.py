@@ -26,7 +26,7 @@ from typing import ParamSpec, TypeVar
 
 from interlink.core.clock import Clock
 from interlink.core.errors import ConfigError, RejectedError, ThrottledLocallyError
-from interlink.resilience._fallback import ErrorMatcher, error_matcher
+from interlink.resilience._matching import ErrorMatcher, error_matcher
 from interlink.resilience._policy import Policy
 
 __all__ = ["AdaptiveThrottle", "is_overload"]
