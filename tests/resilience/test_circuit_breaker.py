@@ -928,7 +928,7 @@ async def test_a_store_reports_the_probe_tally_only_for_its_generation() -> None
         ({"min_calls": 0}, "min_calls must be an integer >= 1"),
         ({"open_for": 0.0}, "open_for must be a finite number of seconds > 0"),
         ({"open_for": math.inf}, "open_for must be a finite number of seconds > 0"),
-        ({"open_for_multiplier": 0.5}, "open_for_multiplier must be a finite number >= 1.0"),
+        ({"open_for_multiplier": 0.5}, "open_for_multiplier must be a finite number >= 1, got 0.5"),
         ({"open_for_multiplier": math.inf}, "open_for_multiplier must be a finite number"),
         ({"open_for_multiplier": False}, "open_for_multiplier must be a finite number"),
         ({"max_open_for": 1.0}, "max_open_for must be >= open_for (60.0), got 1.0"),
@@ -938,7 +938,7 @@ async def test_a_store_reports_the_probe_tally_only_for_its_generation() -> None
         ({"record_on": "Boom"}, "record_on must be an exception type"),
         ({"record_on": ()}, "record_on must name at least one exception type"),
         ({"ignore_on": (Boom, int)}, "ignore_on must hold Exception subclasses"),
-        ({"record_result": 503}, "record_result must be None or a callable"),
+        ({"record_result": 503}, "record_result must be a predicate (result) -> bool or None"),
     ],
 )
 def test_bad_arguments_raise_config_error(arguments: dict[str, Any], message: str) -> None:

@@ -142,7 +142,11 @@ async def test_it_works_as_a_decorator_and_has_a_readable_repr() -> None:
     [
         ((), {}, "Fallback needs exactly one of value and handler, got neither"),
         (("v",), {"handler": str}, "Fallback needs exactly one of value and handler, got both"),
-        ((), {"handler": "not callable"}, "Fallback handler must be callable, got 'not callable'"),
+        (
+            (),
+            {"handler": "not callable"},
+            "Fallback handler must be a callable (error) -> value or None, got 'not callable'",
+        ),
         (
             ("v",),
             {"on": 42},

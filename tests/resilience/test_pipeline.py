@@ -383,14 +383,20 @@ async def test_without_a_retry_the_budget_records_the_hedged_requests(clock: Fak
         ({"fallback": "cached"}, "Pipeline fallback must be a Fallback or None"),
         ({"budget": 0.2}, "Pipeline budget must be a RetryBudget or None"),
         ({"hedge": Retry()}, "Pipeline hedge must be a Hedge or None"),
-        ({"throttle": 2.0}, "Pipeline throttle must be a AdaptiveThrottle or None"),
+        ({"throttle": 2.0}, "Pipeline throttle must be an AdaptiveThrottle or None"),
         ({"bulkhead": 10}, "Pipeline bulkhead must be a Bulkhead or None"),
         ({"rate_limiter": 10}, "Pipeline rate_limiter must be a RateLimiter or None"),
         ({"timeout": "1s"}, "Pipeline timeout must be a Timeout, a number of seconds or None"),
         ({"deadline": True}, "Pipeline deadline must be a Deadline, a number of seconds"),
         ({"timeout": Deadline()}, "Pipeline timeout must be a Timeout"),
-        ({"timeout": 0}, "Pipeline timeout: Timeout seconds must be a finite number > 0"),
-        ({"deadline": -1.0}, "Pipeline deadline: Deadline seconds must be a finite number > 0"),
+        (
+            {"timeout": 0},
+            "Pipeline timeout: Timeout seconds must be a finite number of seconds > 0",
+        ),
+        (
+            {"deadline": -1.0},
+            "Pipeline deadline: Deadline seconds must be a finite number of seconds > 0",
+        ),
     ],
 )
 def test_a_wrong_part_is_a_config_error_naming_it(kwargs: dict[str, Any], message: str) -> None:
@@ -601,7 +607,10 @@ def test_every_listed_duration_is_a_constructor_argument() -> None:
         ({"retry": {"initial_delay": -1}}, r"retry.initial_delay: expected a duration"),
         ({"timeout": "10"}, r"timeout.seconds: expected a duration like '250ms'"),
         ({"timeout": {"secs": 1}}, r"'timeout.secs'.*did you mean 'seconds'\?"),
-        ({"deadline": 0}, r"deadline.seconds: Deadline seconds must be a finite number > 0"),
+        (
+            {"deadline": 0},
+            r"deadline.seconds: Deadline seconds must be a finite number of seconds > 0",
+        ),
         (
             {"circuit_breaker": {"window_type": "tim"}},
             r"circuit_breaker.window_type: expected one of 'count', 'time', got 'tim'; did you mean 'time'\?",
@@ -620,7 +629,7 @@ def test_every_listed_duration_is_a_constructor_argument() -> None:
         ({"rate_limit": {"rate": -1}}, r"rate_limit.rate: "),
         (
             {"retry": {"initial_delay": "2s", "max_delay": "1s"}},
-            r"^retry: Retry max_delay \(1.0\) must be >= initial_delay",
+            r"^retry: Retry max_delay must be >= initial_delay \(2.0\), got 1.0",
         ),
         ({"hedge": {"delay": None}}, r"^hedge: Hedge needs a delay"),
     ],

@@ -393,11 +393,11 @@ def test_defaults_are_ten_per_second_one_second_of_burst_and_no_waiting() -> Non
         ({"burst": 0.5}, "burst must be a finite number of tokens >= 1, got 0.5"),
         ({"burst": math.inf}, "burst must be a finite number of tokens >= 1"),
         ({"burst": False}, "burst must be a finite number of tokens >= 1"),
-        ({"initial_tokens": -1}, "initial_tokens must be a number between 0 and burst (10.0)"),
-        ({"initial_tokens": 11}, "initial_tokens must be a number between 0 and burst"),
-        ({"initial_tokens": math.nan}, "initial_tokens must be a number between 0 and burst"),
-        ({"initial_tokens": True}, "initial_tokens must be a number between 0 and burst"),
-        ({"max_wait": -1}, "max_wait must be a number of seconds >= 0 (math.inf waits"),
+        ({"initial_tokens": -1}, "initial_tokens must be a number of tokens in [0, 10], got -1"),
+        ({"initial_tokens": 11}, "initial_tokens must be a number of tokens in [0, 10]"),
+        ({"initial_tokens": math.nan}, "initial_tokens must be a number of tokens in [0, 10]"),
+        ({"initial_tokens": True}, "initial_tokens must be a number of tokens in [0, 10]"),
+        ({"max_wait": -1}, "max_wait must be a number of seconds >= 0 (math.inf for no limit)"),
         ({"max_wait": math.nan}, "max_wait must be a number of seconds >= 0"),
         ({"drain_on": 429}, "drain_on must be an exception type, a tuple of them or a predicate"),
     ],
@@ -412,5 +412,7 @@ def test_bad_arguments_are_config_errors(kwargs: dict[str, object], message: str
 @pytest.mark.parametrize("retry_after", [-1.0, math.inf, math.nan])
 async def test_drain_refuses_a_nonsense_hold(clock: FakeClock, retry_after: float) -> None:
     limiter = RateLimiter(clock=clock)
-    with pytest.raises(ConfigError, match=r"RateLimiter\.drain retry_after must be a number"):
+    with pytest.raises(
+        ConfigError, match=r"RateLimiter\.drain retry_after must be a finite number of seconds >= 0"
+    ):
         await limiter.drain(retry_after)

@@ -22,39 +22,37 @@ fixes a known bug of the anchors (resilience.md, section c):
 * no lock is held around the protected call (pybreaker #3).
 
 The state that could be shared across processes sits behind ``BreakerStore``
-(``_breaker_state``); the window stays local. Events (``circuit_breaker.*``):
-``transition`` (from, to, reason, plus the rates for threshold decisions),
-``rejected`` (state, retry_after), ``would_open`` (in METRICS_ONLY),
-``reset``, and, only while someone listens, ``success``/``failure``/``ignored``
-(duration, slow).
+(``_breaker_state``); the window stays local. How the breaker moves between
+states (transitions, the open period, manual states) is its base class
+``BreakerStateMachine`` (``_breaker_machine``); this module decides when to
+move: it admits calls, records their outcomes and applies the thresholds.
+
+Events (``circuit_breaker.*``): ``transition`` (from, to, reason, plus the
+rates for threshold decisions), ``rejected`` (state, retry_after),
+``would_open`` (in METRICS_ONLY), ``reset``, and, only while someone listens,
+``success``/``failure``/``ignored`` (duration, slow).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from random import Random
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from interlink.core.clock import Clock
-from interlink.core.errors import (
-    CircuitForcedOpenError,
-    CircuitOpenError,
-    ConfigError,
-    RejectedError,
-)
+from interlink.core.errors import CircuitForcedOpenError, CircuitOpenError, RejectedError
+from interlink.resilience import _validate as check
+from interlink.resilience._breaker_machine import BreakerStateMachine
 from interlink.resilience._breaker_state import (
     BreakerStore,
     BreakerView,
     CircuitState,
     CountWindow,
-    MemoryBreakerStore,
     SlidingWindow,
     TimeWindow,
 )
 from interlink.resilience._matching import ErrorMatcher, error_matcher
-from interlink.resilience._policy import Policy
 
 __all__ = ["CircuitBreaker", "CircuitMetrics"]
 
@@ -67,10 +65,6 @@ _HALF_OPEN = CircuitState.HALF_OPEN
 _FORCED_OPEN = CircuitState.FORCED_OPEN
 _DISABLED = CircuitState.DISABLED
 _METRICS_ONLY = CircuitState.METRICS_ONLY
-# Entering these starts a fresh window; OPEN and FORCED_OPEN keep the one that
-# explains why the breaker is open (as resilience4j does).
-_FRESH_WINDOW = frozenset({_CLOSED, _HALF_OPEN, _DISABLED, _METRICS_ONLY})
-_JITTER = 0.1
 # Without max_open_for, a growing open period still stops at one day (Polly's
 # largest BreakDuration): an upstream is never written off for longer.
 _DEFAULT_MAX_OPEN_FOR = 86_400.0
@@ -90,7 +84,7 @@ class CircuitMetrics:
     not_permitted_calls: int
 
 
-class CircuitBreaker(Policy):
+class CircuitBreaker(BreakerStateMachine):
     """A failure-rate circuit breaker with sliding windows (resilience4j semantics).
 
     Arguments (percentages in (0, 100], seconds as floats):
@@ -118,30 +112,22 @@ class CircuitBreaker(Policy):
     * ``record_result`` [None]: predicate on a return value; true means failure.
     * ``random`` [a new ``Random()``]: the jitter source. ``store`` [a new
       ``MemoryBreakerStore``]: where the shareable state lives.
+
+    ``state``, ``store`` and the manual states (``force_open()``, ``disable()``,
+    ``metrics_only()``, ``close()``) come from ``BreakerStateMachine``.
     """
 
     kind = "circuit_breaker"
     __slots__ = (
         "_failure_rate",
-        "_generation",
         "_half_open_calls",
         "_ignore_on",
-        "_known_state",
-        "_max_exponent",
-        "_max_open_for",
-        "_max_wait_half_open",
         "_min_calls",
-        "_multiplier",
         "_not_permitted",
-        "_open_for",
-        "_random",
         "_record_on",
         "_record_result",
         "_slow_after",
         "_slow_rate",
-        "_store",
-        "_window",
-        "_would_open",
     )
 
     def __init__(
@@ -166,66 +152,48 @@ class CircuitBreaker(Policy):
         name: str | None = None,
         clock: Clock | None = None,
     ) -> None:
-        super().__init__(name=name, clock=clock)
-        self._failure_rate = _percentage("failure_rate", failure_rate)
-        self._slow_rate = _percentage("slow_call_rate", slow_call_rate)
-        self._slow_after = _seconds("slow_call_duration", slow_call_duration)
-        size = _count("window", window)
-        self._min_calls = _count("min_calls", min_calls)
-        if window_type == "count":
-            self._window: SlidingWindow = CountWindow(size)
+        owner = "CircuitBreaker"
+        self._failure_rate = check.percentage(owner, "failure_rate", failure_rate)
+        self._slow_rate = check.percentage(owner, "slow_call_rate", slow_call_rate)
+        self._slow_after = check.seconds(
+            owner, "slow_call_duration", slow_call_duration, allow_zero=False
+        )
+        size = check.count(owner, "window", window)
+        self._min_calls = check.count(owner, "min_calls", min_calls)
+        sliding: SlidingWindow
+        if check.one_of(owner, "window_type", window_type, ("count", "time")) == "count":
+            sliding = CountWindow(size)
             self._min_calls = min(self._min_calls, size)
-        elif window_type == "time":
-            self._window = TimeWindow(size)
         else:
-            raise ConfigError(
-                f"CircuitBreaker window_type must be 'count' or 'time', got {window_type!r}"
-            )
-        self._open_for = _seconds("open_for", open_for)
-        if isinstance(open_for_multiplier, bool) or not (
-            isinstance(open_for_multiplier, int | float) and 1.0 <= open_for_multiplier < math.inf
-        ):
-            raise ConfigError(
-                "CircuitBreaker open_for_multiplier must be a finite number >= 1.0, "
-                f"got {open_for_multiplier!r}"
-            )
-        self._multiplier = float(open_for_multiplier)
+            sliding = TimeWindow(size)
+        open_for = check.seconds(owner, "open_for", open_for, allow_zero=False)
         if max_open_for is None:
-            self._max_open_for = max(self._open_for, _DEFAULT_MAX_OPEN_FOR)
+            max_open_for = max(open_for, _DEFAULT_MAX_OPEN_FOR)
         else:
-            self._max_open_for = _seconds("max_open_for", max_open_for)
-            if self._max_open_for < self._open_for:
-                raise ConfigError(
-                    f"CircuitBreaker max_open_for must be >= open_for ({self._open_for!r}), "
-                    f"got {max_open_for!r}"
-                )
-        # The largest exponent that still changes the period; keeps m**n from overflowing.
-        self._max_exponent = (
-            0
-            if self._multiplier == 1.0
-            else math.ceil(math.log(self._max_open_for / self._open_for, self._multiplier))
-        )
-        self._half_open_calls = _count("half_open_calls", half_open_calls)
-        self._max_wait_half_open = _seconds("max_wait_in_half_open", max_wait_in_half_open)
-        self._record_on = error_matcher(record_on, owner="CircuitBreaker", arg="record_on")
+            max_open_for = check.seconds(owner, "max_open_for", max_open_for, allow_zero=False)
+            check.ordered(owner, "max_open_for", max_open_for, ">=", "open_for", open_for)
+        self._half_open_calls = check.count(owner, "half_open_calls", half_open_calls)
+        self._record_on = error_matcher(record_on, owner=owner, arg="record_on")
         self._ignore_on = (
-            None
-            if ignore_on is None
-            else error_matcher(ignore_on, owner="CircuitBreaker", arg="ignore_on")
+            None if ignore_on is None else error_matcher(ignore_on, owner=owner, arg="ignore_on")
         )
-        if record_result is not None and not callable(record_result):
-            raise ConfigError(
-                "CircuitBreaker record_result must be None or a callable taking the result "
-                f"and returning True for a failure, got {record_result!r}"
-            )
-        self._record_result = record_result
-        self._random = random if random is not None else Random()
-        self._store: BreakerStore = store if store is not None else MemoryBreakerStore()
-        view = self._store.view()
-        self._generation = view.generation
-        self._known_state = view.state
+        self._record_result = check.callable_or_none(
+            owner, "record_result", record_result, what="a predicate (result) -> bool"
+        )
         self._not_permitted = 0
-        self._would_open = False
+        super().__init__(
+            window=sliding,
+            open_for=open_for,
+            multiplier=check.number(owner, "open_for_multiplier", open_for_multiplier, low=1.0),
+            max_open_for=max_open_for,
+            max_wait_in_half_open=check.seconds(
+                owner, "max_wait_in_half_open", max_wait_in_half_open, allow_zero=False
+            ),
+            random=random,
+            store=store,
+            name=name,
+            clock=clock,
+        )
 
     # -- calling ------------------------------------------------------------
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -371,74 +339,6 @@ class CircuitBreaker(Policy):
         if self.events.active:
             self._emit(what, duration=duration, slow=duration > self._slow_after)
 
-    # -- state --------------------------------------------------------------
-    def _current(self, now: float) -> BreakerView:
-        """The store's view, after adopting foreign changes and lazy, time-based moves."""
-        view = self._store.view()
-        if view.generation != self._generation:
-            self._adopt(view)
-        if now >= view.until:
-            # Only OPEN and HALF_OPEN have a finite ``until``.
-            if view.state is _OPEN:
-                moved = self._transition(view, _HALF_OPEN, "open_period_elapsed", now)
-            else:
-                moved = self._transition(view, _OPEN, "half_open_timeout", now)
-            view = moved if moved is not None else self._store.view()
-        return view
-
-    def _adopt(self, view: BreakerView) -> None:
-        """Catch up with a transition made through the store by someone else."""
-        previous = self._known_state
-        self._generation = view.generation
-        self._known_state = view.state
-        if view.state in _FRESH_WINDOW:
-            self._window.clear()
-            self._would_open = False
-        if previous is not view.state:
-            self._emit("transition", **{"from": previous, "to": view.state}, reason="shared")
-
-    def _transition(
-        self,
-        view: BreakerView,
-        to: CircuitState,
-        reason: str,
-        now: float,
-        attributes: dict[str, Any] | None = None,
-    ) -> BreakerView | None:
-        if to is _OPEN:
-            reopens = view.reopens + 1 if view.state is _HALF_OPEN else 0
-            hold = self._open_period(reopens)
-        elif to is _HALF_OPEN:
-            reopens, hold = view.reopens, self._max_wait_half_open
-        else:
-            reopens, hold = (0 if to is _CLOSED else view.reopens), math.inf
-        moved = self._store.transition(view.generation, to, hold_for=hold, reopens=reopens, now=now)
-        if moved is None:
-            return None  # someone moved it first and emitted the event
-        previous = view.state
-        self._generation = moved.generation
-        self._known_state = to
-        if to in _FRESH_WINDOW:
-            self._window.clear()
-            self._would_open = False
-        if previous is not to and self.events.active:
-            extra = attributes or {}
-            if to is _OPEN:
-                extra = {**extra, "open_for": hold}
-            self._emit("transition", **{"from": previous, "to": to}, reason=reason, **extra)
-        return moved
-
-    def _open_period(self, reopens: int) -> float:
-        if self._multiplier == 1.0:
-            return self._open_for
-        grown = self._open_for * self._multiplier ** min(reopens, self._max_exponent)
-        base = min(grown, self._max_open_for)
-        # Jitter spreads the probes of many clients, but stays within
-        # [open_for, max_open_for] so neither bound is ever broken.
-        low = max(base * (1.0 - _JITTER), self._open_for)
-        high = min(base * (1.0 + _JITTER), self._max_open_for)
-        return self._random.uniform(low, high)
-
     def _rejection(self, view: BreakerView, now: float) -> CircuitOpenError:
         self._not_permitted += 1
         state = view.state
@@ -458,16 +358,6 @@ class CircuitBreaker(Policy):
         return error
 
     # -- public surface -----------------------------------------------------
-    @property
-    def state(self) -> CircuitState:
-        """The current state; an elapsed open or half-open period is applied on read."""
-        return self._current(self.clock.monotonic()).state
-
-    @property
-    def store(self) -> BreakerStore:
-        """Where this breaker keeps its shareable state."""
-        return self._store
-
     def metrics(self) -> CircuitMetrics:
         """A snapshot of the window (aged to now) and the rejection count."""
         now = self.clock.monotonic()
@@ -485,22 +375,6 @@ class CircuitBreaker(Policy):
             not_permitted_calls=self._not_permitted,
         )
 
-    def force_open(self) -> None:
-        """Reject every call with ``CircuitForcedOpenError`` until ``close()`` or ``reset()``."""
-        self._manual(_FORCED_OPEN, "manual")
-
-    def disable(self) -> None:
-        """Let every call through and record nothing, until another manual state."""
-        self._manual(_DISABLED, "manual")
-
-    def metrics_only(self) -> None:
-        """Let every call through, record outcomes, and emit ``would_open`` instead of opening."""
-        self._manual(_METRICS_ONLY, "manual")
-
-    def close(self) -> None:
-        """Close the breaker with a fresh window; the open period starts again from ``open_for``."""
-        self._manual(_CLOSED, "manual")
-
     def reset(self) -> None:
         """Back to CLOSED as if new: fresh window, no rejections counted, calls in flight go stale."""
         self._not_permitted = 0
@@ -508,32 +382,5 @@ class CircuitBreaker(Policy):
         self._manual(_CLOSED, "reset", always=True)
         self._emit("reset")
 
-    def _manual(self, to: CircuitState, reason: str, *, always: bool = False) -> None:
-        view = self._store.view()
-        if view.generation != self._generation:
-            self._adopt(view)
-        if always or view.state is not to:
-            self._transition(view, to, reason, self.clock.monotonic())
-
     def __repr__(self) -> str:
         return f"CircuitBreaker(name={self.name!r}, state={self._store.view().state.value})"
-
-
-def _percentage(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100:
-        raise ConfigError(f"CircuitBreaker {name} must be a percentage in (0, 100], got {value!r}")
-    return float(value)
-
-
-def _seconds(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise ConfigError(
-            f"CircuitBreaker {name} must be a finite number of seconds > 0, got {value!r}"
-        )
-    return float(value)
-
-
-def _count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"CircuitBreaker {name} must be an integer >= 1, got {value!r}")
-    return value

@@ -27,8 +27,8 @@ from collections.abc import Awaitable, Callable
 from typing import ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from interlink.core.clock import Clock
-from interlink.core.durations import parse_duration
 from interlink.core.errors import ConfigError
+from interlink.resilience import _validate as check
 from interlink.resilience._policy import Policy
 
 __all__ = ["BudgetStore", "MemoryBudgetStore", "RetryBudget"]
@@ -84,9 +84,8 @@ class MemoryBudgetStore:
     )
 
     def __init__(self, ttl: float = 10.0, *, slices: int = 10) -> None:
-        if isinstance(slices, bool) or not isinstance(slices, int) or slices < 1:
-            raise ConfigError(f"MemoryBudgetStore slices must be an integer >= 1, got {slices!r}")
-        self.ttl = _seconds("MemoryBudgetStore ttl", ttl, allow_zero=False)
+        slices = check.count("MemoryBudgetStore", "slices", slices)
+        self.ttl = check.seconds("MemoryBudgetStore", "ttl", ttl, allow_zero=False, strings=True)
         self._width = self.ttl / slices
         self._requests = [0] * slices
         self._retries = [0] * slices
@@ -175,9 +174,9 @@ class RetryBudget(Policy):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name=name, clock=clock)
-        self.ratio = _number("RetryBudget ratio", ratio)
-        self.min_per_second = _number("RetryBudget min_per_second", min_per_second)
-        self.ttl = _seconds("RetryBudget ttl", ttl, allow_zero=False)
+        self.ratio = check.number("RetryBudget", "ratio", ratio)
+        self.min_per_second = check.number("RetryBudget", "min_per_second", min_per_second)
+        self.ttl = check.seconds("RetryBudget", "ttl", ttl, allow_zero=False, strings=True)
         if store is None:
             store = MemoryBudgetStore(self.ttl)
         elif not isinstance(store, BudgetStore):
@@ -239,18 +238,3 @@ class RetryBudget(Policy):
             f"RetryBudget(ratio={self.ratio!r}, min_per_second={self.min_per_second!r}, "
             f"ttl={self.ttl!r}, name={self.name!r})"
         )
-
-
-def _number(what: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{what} must be a number >= 0, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{what} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def _seconds(what: str, value: float, *, allow_zero: bool) -> float:
-    try:
-        return parse_duration(value, allow_zero=allow_zero)
-    except ConfigError as exc:
-        raise ConfigError(f"{what}: {exc}") from None

@@ -24,7 +24,8 @@ from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
 from interlink.core.clock import Clock, TimerHandle
-from interlink.core.errors import BulkheadFullError, ConfigError
+from interlink.core.errors import BulkheadFullError
+from interlink.resilience import _validate as check
 from interlink.resilience._policy import Policy
 
 __all__ = ["Bulkhead"]
@@ -73,30 +74,15 @@ class Bulkhead(Policy):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name=name, clock=clock)
-        if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int):
-            raise ConfigError(f"Bulkhead max_concurrent must be an integer, got {max_concurrent!r}")
-        if max_concurrent < 1:
-            raise ConfigError(f"Bulkhead max_concurrent must be >= 1, got {max_concurrent!r}")
-        if max_waiting is not None and (
-            isinstance(max_waiting, bool) or not isinstance(max_waiting, int) or max_waiting < 0
-        ):
-            raise ConfigError(
-                f"Bulkhead max_waiting must be None (unbounded) or an integer >= 0,"
-                f" got {max_waiting!r}"
-            )
-        if (
-            isinstance(max_wait, bool)
-            or not isinstance(max_wait, int | float)
-            or math.isnan(max_wait)
-            or max_wait < 0
-        ):
-            raise ConfigError(
-                f"Bulkhead max_wait must be a number of seconds >= 0 (math.inf waits without"
-                f" limit), got {max_wait!r}"
-            )
-        self.max_concurrent = max_concurrent
-        self.max_waiting = max_waiting
-        self.max_wait = float(max_wait)
+        self.max_concurrent = check.count("Bulkhead", "max_concurrent", max_concurrent)
+        self.max_waiting = (
+            None
+            if max_waiting is None
+            else check.count("Bulkhead", "max_waiting", max_waiting, minimum=0)
+        )
+        self.max_wait = check.seconds(
+            "Bulkhead", "max_wait", max_wait, allow_zero=True, allow_inf=True
+        )
         self._in_use = 0
         self._waiting = 0
         self._queue: deque[asyncio.Future[bool]] = deque()

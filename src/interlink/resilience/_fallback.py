@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from interlink.core.clock import Clock
 from interlink.core.errors import ConfigError
+from interlink.resilience import _validate as check
 from interlink.resilience._matching import ErrorMatcher, error_matcher
 from interlink.resilience._policy import Policy
 
@@ -70,10 +71,10 @@ class Fallback(Policy):
                 "Fallback needs exactly one of value and handler, got "
                 + ("both" if handler is not None else "neither")
             )
-        if handler is not None and not callable(handler):
-            raise ConfigError(f"Fallback handler must be callable, got {handler!r}")
         self._value = value
-        self._handler = handler
+        self._handler = check.callable_or_none(
+            "Fallback", "handler", handler, what="a callable (error) -> value"
+        )
         self._matches = error_matcher(on, owner="Fallback", arg="on")
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:

@@ -35,12 +35,12 @@ more than 5% of calls were hedged.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 from interlink.core.clock import Clock, TimerHandle
 from interlink.core.errors import ConfigError, DeadlineExceededError, RejectedError
+from interlink.resilience import _validate as check
 from interlink.resilience._budget import RetryBudget
 from interlink.resilience._matching import ErrorMatcher, error_matcher
 from interlink.resilience._policy import Policy
@@ -144,36 +144,21 @@ class Hedge(Policy):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name=name, clock=clock)
-        if delay is not None and (
-            isinstance(delay, bool)
-            or not isinstance(delay, int | float)
-            or not 0 <= delay < math.inf
-        ):
-            raise ConfigError(f"Hedge delay must be a finite number of seconds >= 0, got {delay!r}")
-        if percentile is not None and (
-            isinstance(percentile, bool)
-            or not isinstance(percentile, int | float)
-            or not 0 < percentile < 100
-        ):
-            raise ConfigError(
-                f"Hedge percentile must be a number between 0 and 100 (e.g. 95.0), got {percentile!r}"
-            )
+        self.delay = (
+            None if delay is None else check.seconds("Hedge", "delay", delay, allow_zero=True)
+        )
+        self.percentile = (
+            None
+            if percentile is None
+            else check.percentage("Hedge", "percentile", percentile, allow_100=False)
+        )
         if delay is None and percentile is None:
             raise ConfigError("Hedge needs a delay, a percentile, or both; got neither")
-        for what, value, low in (("window", window, 1), ("min_samples", min_samples, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"Hedge {what} must be an integer >= {low}, got {value!r}")
-        if min_samples > window:
-            raise ConfigError(f"Hedge min_samples ({min_samples}) must be <= window ({window})")
-        if isinstance(max_hedges, bool) or not isinstance(max_hedges, int) or max_hedges < 1:
-            raise ConfigError(f"Hedge max_hedges must be an integer >= 1, got {max_hedges!r}")
-        if budget is not None and not isinstance(budget, RetryBudget):
-            raise ConfigError(f"Hedge budget must be a RetryBudget or None, got {budget!r}")
-        self.delay = None if delay is None else float(delay)
-        self.percentile = None if percentile is None else float(percentile)
-        self.window = window
-        self.min_samples = min_samples
-        self.max_hedges = max_hedges
+        self.window = check.count("Hedge", "window", window)
+        self.min_samples = check.count("Hedge", "min_samples", min_samples)
+        check.ordered("Hedge", "min_samples", min_samples, "<=", "window", window)
+        self.max_hedges = check.count("Hedge", "max_hedges", max_hedges)
+        budget = check.instance_or_none("Hedge", "budget", budget, RetryBudget)
         self.hedge_on = hedge_on
         self._should_hedge = (
             _default_hedge_on

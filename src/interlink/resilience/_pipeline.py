@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import inspect
 import typing
 from collections.abc import Awaitable, Callable, Mapping
@@ -42,6 +43,7 @@ from typing import Any, ClassVar, ParamSpec, TypeVar, cast
 from interlink.core.clock import Clock
 from interlink.core.durations import parse_duration
 from interlink.core.errors import ConfigError
+from interlink.resilience import _validate as check
 from interlink.resilience._breaker import CircuitBreaker
 from interlink.resilience._budget import RetryBudget
 from interlink.resilience._bulkhead import Bulkhead
@@ -160,15 +162,16 @@ class Pipeline(Policy):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name=name, clock=clock)
-        self.fallback: Fallback | None = _part("fallback", fallback, Fallback)
+        part = functools.partial(check.instance_or_none, "Pipeline")
+        self.fallback: Fallback | None = part("fallback", fallback, Fallback)
         self.deadline: Deadline | None = self._seconds_part("deadline", deadline, Deadline)
-        self.budget: RetryBudget | None = _part("budget", budget, RetryBudget)
-        self.retry: Retry | None = _with_budget("retry", _part("retry", retry, Retry), budget)
-        self.hedge: Hedge | None = _with_budget("hedge", _part("hedge", hedge, Hedge), budget)
-        self.throttle: AdaptiveThrottle | None = _part("throttle", throttle, AdaptiveThrottle)
-        self.breaker: CircuitBreaker | None = _part("breaker", breaker, CircuitBreaker)
-        self.bulkhead: Bulkhead | None = _part("bulkhead", bulkhead, Bulkhead)
-        self.rate_limiter: RateLimiter | None = _part("rate_limiter", rate_limiter, RateLimiter)
+        self.budget: RetryBudget | None = part("budget", budget, RetryBudget)
+        self.retry: Retry | None = _with_budget("retry", part("retry", retry, Retry), budget)
+        self.hedge: Hedge | None = _with_budget("hedge", part("hedge", hedge, Hedge), budget)
+        self.throttle: AdaptiveThrottle | None = part("throttle", throttle, AdaptiveThrottle)
+        self.breaker: CircuitBreaker | None = part("breaker", breaker, CircuitBreaker)
+        self.bulkhead: Bulkhead | None = part("bulkhead", bulkhead, Bulkhead)
+        self.rate_limiter: RateLimiter | None = part("rate_limiter", rate_limiter, RateLimiter)
         self.timeout: Timeout | None = self._seconds_part("timeout", timeout, Timeout)
         self.config: dict[str, Any] | None = None
         at_retry: Policy | None = self.retry
@@ -196,10 +199,7 @@ class Pipeline(Policy):
         if value is None or isinstance(value, kind):
             return value
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(
-                f"Pipeline {what} must be a {kind.__name__}, a number of seconds or None, "
-                f"got {value!r}"
-            )
+            check.fail("Pipeline", what, f"a {kind.__name__}, a number of seconds or None", value)
         try:
             return kind(value, name=f"{self.name}.{what}", clock=self.clock)
         except ConfigError as exc:
@@ -258,12 +258,6 @@ class Pipeline(Policy):
     def __repr__(self) -> str:
         parts = ", ".join(repr(policy) for policy in self.policies)
         return f"Pipeline(name={self.name!r}, policies=[{parts}])"
-
-
-def _part(what: str, value: Any, kind: type[Policy]) -> Any:
-    if value is not None and not isinstance(value, kind):
-        raise ConfigError(f"Pipeline {what} must be a {kind.__name__} or None, got {value!r}")
-    return value
 
 
 def _with_budget(what: str, policy: Any, budget: RetryBudget | None) -> Any:

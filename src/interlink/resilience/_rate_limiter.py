@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from typing import ParamSpec, Protocol, TypeVar
 
 from interlink.core.clock import Clock
-from interlink.core.errors import ConfigError, RateLimitedError
+from interlink.core.errors import RateLimitedError
+from interlink.resilience import _validate as check
 from interlink.resilience._matching import ErrorMatcher, error_matcher
 from interlink.resilience._policy import Policy
 from interlink.resilience._timeout import deadline_remaining
@@ -152,19 +153,6 @@ class _Waiter:
         self.retry_after = 0.0
 
 
-def _seconds(value: object, owner: str, arg: str, *, allow_inf: bool) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or math.isnan(value)
-        or value < 0
-        or (value == math.inf and not allow_inf)
-    ):
-        extra = " (math.inf waits without limit)" if allow_inf else ""
-        raise ConfigError(f"{owner} {arg} must be a number of seconds >= 0{extra}, got {value!r}")
-    return float(value)
-
-
 def _hold_from(exc: BaseException) -> float:
     """The upstream's back-off carried by ``exc`` (its ``retry_after`` seconds), else 0."""
     hold = getattr(exc, "retry_after", None)
@@ -226,41 +214,27 @@ class RateLimiter(Policy):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name=name, clock=clock)
-        if (
-            isinstance(rate, bool)
-            or not isinstance(rate, int | float)
-            or not math.isfinite(rate)
-            or rate <= 0
-        ):
-            raise ConfigError(
-                f"RateLimiter rate must be a finite number of tokens per second > 0, got {rate!r}"
+        owner = "RateLimiter"
+        self.rate = check.number(owner, "rate", rate, low_inclusive=False, unit="tokens per second")
+        self.burst = (
+            max(1.0, self.rate)
+            if burst is None
+            else check.number(owner, "burst", burst, low=1.0, unit="tokens")
+        )
+        tokens = (
+            1.0
+            if initial_tokens is None
+            else check.number(
+                owner,
+                "initial_tokens",
+                initial_tokens,
+                high=self.burst,
+                high_inclusive=True,
+                unit="tokens",
             )
-        if burst is None:
-            burst = max(1.0, float(rate))
-        elif (
-            isinstance(burst, bool)
-            or not isinstance(burst, int | float)
-            or not math.isfinite(burst)
-            or burst < 1
-        ):
-            raise ConfigError(
-                f"RateLimiter burst must be a finite number of tokens >= 1, got {burst!r}"
-            )
-        if initial_tokens is None:
-            initial_tokens = 1.0
-        elif (
-            isinstance(initial_tokens, bool)
-            or not isinstance(initial_tokens, int | float)
-            or not 0 <= initial_tokens <= burst
-        ):
-            raise ConfigError(
-                f"RateLimiter initial_tokens must be a number between 0 and burst ({burst}),"
-                f" got {initial_tokens!r}"
-            )
-        self.rate = float(rate)
-        self.burst = float(burst)
-        self.max_wait = _seconds(max_wait, "RateLimiter", "max_wait", allow_inf=True)
-        self._spec = TokenBucketSpec(self.rate, self.burst, float(initial_tokens))
+        )
+        self.max_wait = check.seconds(owner, "max_wait", max_wait, allow_zero=True, allow_inf=True)
+        self._spec = TokenBucketSpec(self.rate, self.burst, tokens)
         self._drain_on = (
             None
             if drain_on is None
@@ -302,7 +276,7 @@ class RateLimiter(Policy):
         back off (an HTTP 429's ``Retry-After``). Waiters stay queued in order;
         those who can no longer get a token within their ``max_wait`` are refused
         at once."""
-        hold = _seconds(retry_after, "RateLimiter.drain", "retry_after", allow_inf=False)
+        hold = check.seconds("RateLimiter.drain", "retry_after", retry_after, allow_zero=True)
         now = self.clock.monotonic()
         await self._store.drain(self._spec, now, hold)
         if self.events.active:

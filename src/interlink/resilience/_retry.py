@@ -26,13 +26,12 @@ from contextvars import ContextVar
 from typing import ParamSpec, TypeVar, cast
 
 from interlink.core.clock import Clock
-from interlink.core.durations import parse_duration
 from interlink.core.errors import (
-    ConfigError,
     DeadlineExceededError,
     RejectedError,
     RetryExhaustedError,
 )
+from interlink.resilience import _validate as check
 from interlink.resilience._backoff import JITTERS, jittered_delay
 from interlink.resilience._budget import RetryBudget
 from interlink.resilience._matching import ErrorMatcher, error_matcher
@@ -174,48 +173,37 @@ class Retry(Policy):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name=name, clock=clock)
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ConfigError(f"Retry max_attempts must be an integer >= 1, got {max_attempts!r}")
-        self.max_attempts = max_attempts
-        self.initial_delay = _seconds("initial_delay", initial_delay)
-        self.max_delay = _seconds("max_delay", max_delay)
-        if self.max_delay < self.initial_delay:
-            raise ConfigError(
-                f"Retry max_delay ({self.max_delay!r}) must be >= initial_delay "
-                f"({self.initial_delay!r})"
-            )
-        if (
-            isinstance(multiplier, bool)
-            or not isinstance(multiplier, int | float)
-            or not 1.0 <= multiplier < float("inf")
-        ):
-            raise ConfigError(f"Retry multiplier must be a finite number >= 1, got {multiplier!r}")
-        self.multiplier = float(multiplier)
-        if jitter not in JITTERS:
-            raise ConfigError(f"Retry jitter must be one of {', '.join(JITTERS)}; got {jitter!r}")
-        self.jitter = jitter
+        self.max_attempts = check.count("Retry", "max_attempts", max_attempts)
+        self.initial_delay = check.seconds(
+            "Retry", "initial_delay", initial_delay, allow_zero=True, strings=True
+        )
+        self.max_delay = check.seconds(
+            "Retry", "max_delay", max_delay, allow_zero=True, strings=True
+        )
+        check.ordered(
+            "Retry", "max_delay", self.max_delay, ">=", "initial_delay", self.initial_delay
+        )
+        self.multiplier = check.number("Retry", "multiplier", multiplier, low=1.0)
+        self.jitter = check.one_of("Retry", "jitter", jitter, JITTERS)
         self.retry_on = retry_on
         self._should_retry = (
             _default_retry_on
             if retry_on is None
             else error_matcher(retry_on, owner="Retry", arg="retry_on")
         )
-        if retry_on_result is not None and not callable(retry_on_result):
-            raise ConfigError(
-                f"Retry retry_on_result must be a predicate (result) -> bool, got {retry_on_result!r}"
-            )
-        self.retry_on_result = retry_on_result
-        self.max_retry_after = _seconds("max_retry_after", max_retry_after)
-        if budget is not None and not isinstance(budget, RetryBudget):
-            raise ConfigError(f"Retry budget must be a RetryBudget or None, got {budget!r}")
-        self.budget = budget
+        self.retry_on_result = check.callable_or_none(
+            "Retry", "retry_on_result", retry_on_result, what="a predicate (result) -> bool"
+        )
+        self.max_retry_after = check.seconds(
+            "Retry", "max_retry_after", max_retry_after, allow_zero=True, strings=True
+        )
+        self.budget = check.instance_or_none("Retry", "budget", budget, RetryBudget)
         for flag, value in (("idempotent", idempotent), ("retry_rejections", retry_rejections)):
             if not isinstance(value, bool):
-                raise ConfigError(f"Retry {flag} must be True or False, got {value!r}")
+                check.fail("Retry", flag, "True or False", value)
         self.idempotent = idempotent
         self.retry_rejections = retry_rejections
-        if random is not None and not isinstance(random, _random.Random):
-            raise ConfigError(f"Retry random must be a random.Random, got {random!r}")
+        random = check.instance_or_none("Retry", "random", random, _random.Random)
         self._random = random if random is not None else _random.Random()
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -384,10 +372,3 @@ class Retry(Policy):
             f"multiplier={self.multiplier!r}, max_delay={self.max_delay!r}, "
             f"jitter={self.jitter!r}, name={self.name!r})"
         )
-
-
-def _seconds(what: str, value: float) -> float:
-    try:
-        return parse_duration(value)
-    except ConfigError as exc:
-        raise ConfigError(f"Retry {what}: {exc}") from None

@@ -25,7 +25,8 @@ from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
 from interlink.core.clock import Clock
-from interlink.core.errors import ConfigError, RejectedError, ThrottledLocallyError
+from interlink.core.errors import RejectedError, ThrottledLocallyError
+from interlink.resilience import _validate as check
 from interlink.resilience._matching import ErrorMatcher, error_matcher
 from interlink.resilience._policy import Policy
 
@@ -116,23 +117,9 @@ class AdaptiveThrottle(Policy):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name=name, clock=clock)
-        if isinstance(k, bool) or not isinstance(k, int | float) or not 1 <= k < math.inf:
-            raise ConfigError(f"AdaptiveThrottle k must be a finite number >= 1, got {k!r}")
-        if (
-            isinstance(window, bool)
-            or not isinstance(window, int | float)
-            or not 0 < window < math.inf
-        ):
-            raise ConfigError(
-                f"AdaptiveThrottle window must be a finite number of seconds > 0, got {window!r}"
-            )
-        if isinstance(min_requests, bool) or not isinstance(min_requests, int) or min_requests < 0:
-            raise ConfigError(
-                f"AdaptiveThrottle min_requests must be an integer >= 0, got {min_requests!r}"
-            )
-        self.k = float(k)
-        self.window = float(window)
-        self.min_requests = min_requests
+        self.k = check.number("AdaptiveThrottle", "k", k, low=1.0)
+        self.window = check.seconds("AdaptiveThrottle", "window", window, allow_zero=False)
+        self.min_requests = check.count("AdaptiveThrottle", "min_requests", min_requests, minimum=0)
         self._is_overload = error_matcher(
             overloaded_on, owner="AdaptiveThrottle", arg="overloaded_on"
         )

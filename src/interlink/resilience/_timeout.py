@@ -31,7 +31,8 @@ from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 from interlink.core.clock import SYSTEM_CLOCK, Clock, MonotonicClock, TimerHandle
-from interlink.core.errors import AttemptTimeoutError, ConfigError, DeadlineExceededError
+from interlink.core.errors import AttemptTimeoutError, DeadlineExceededError
+from interlink.resilience import _validate as check
 from interlink.resilience._policy import Policy
 
 __all__ = ["Deadline", "Timeout", "current_deadline", "deadline_remaining"]
@@ -51,15 +52,6 @@ def deadline_remaining(clock: Clock = SYSTEM_CLOCK) -> float | None:
     """Seconds left before the current deadline, or ``None`` when there is none."""
     deadline = _DEADLINE.get()
     return None if deadline is None else deadline - clock.monotonic()
-
-
-def _seconds(owner: str, value: object) -> float:
-    """Validate a positive, finite number of seconds for ``owner``'s ``seconds`` argument."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{owner} seconds must be a number of seconds (float), got {value!r}")
-    if not (value > 0 and math.isfinite(value)):
-        raise ConfigError(f"{owner} seconds must be a finite number > 0, got {value!r}")
-    return float(value)
 
 
 class _TimerQueue:
@@ -189,7 +181,7 @@ class Timeout(Policy):
         self, seconds: float = 10.0, *, name: str | None = None, clock: Clock | None = None
     ) -> None:
         super().__init__(name=name, clock=clock)
-        self.seconds = _seconds("Timeout", seconds)
+        self.seconds = check.seconds("Timeout", "seconds", seconds, allow_zero=False)
         self._timers: _TimerQueue | None = None
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -252,7 +244,7 @@ class Deadline(Policy):
         self, seconds: float = 30.0, *, name: str | None = None, clock: Clock | None = None
     ) -> None:
         super().__init__(name=name, clock=clock)
-        self.seconds = _seconds("Deadline", seconds)
+        self.seconds = check.seconds("Deadline", "seconds", seconds, allow_zero=False)
         self._timers: _TimerQueue | None = None
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
