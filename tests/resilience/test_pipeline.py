@@ -644,3 +644,8 @@ def test_every_config_mistake_names_the_dotted_key_and_the_expectation(
 def test_a_config_that_is_not_a_mapping_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="pipeline config must be a mapping, got"):
         Pipeline.from_dict(["retry"])  # type: ignore[arg-type]
+
+
+def test_a_budget_without_a_retry_or_hedge_to_spend_it_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="Pipeline budget must be given with a retry or a hedge"):
+        Pipeline(budget=RetryBudget(), breaker=CircuitBreaker())

@@ -166,6 +166,13 @@ class Pipeline(Policy):
         self.fallback: Fallback | None = part("fallback", fallback, Fallback)
         self.deadline: Deadline | None = self._seconds_part("deadline", deadline, Deadline)
         self.budget: RetryBudget | None = part("budget", budget, RetryBudget)
+        if budget is not None and retry is None and hedge is None:
+            check.fail(
+                "Pipeline",
+                "budget",
+                "given with a retry or a hedge to spend it (alone it limits nothing)",
+                budget,
+            )
         self.retry: Retry | None = _with_budget("retry", part("retry", retry, Retry), budget)
         self.hedge: Hedge | None = _with_budget("hedge", part("hedge", hedge, Hedge), budget)
         self.throttle: AdaptiveThrottle | None = part("throttle", throttle, AdaptiveThrottle)
