@@ -4,6 +4,12 @@ A caller can catch exactly as much as it means to::
 
     InterlinkError
     ├── ConfigError                      a setting is malformed or out of range
+    ├── ClientError                      an outbound HTTP call failed (``method``, ``url``)
+    │   ├── HttpStatusError              the upstream answered an error status
+    │   ├── ClientTimeoutError           no (complete) answer in time (also a ``TimeoutError``)
+    │   ├── ConnectError                 could not connect: the request never left
+    │   ├── ConnectionLostError          the connection broke after the request was sent
+    │   └── ResponseValidationError      the body did not match the expected model
     └── ResilienceError                  a resilience policy decided, not the callee
         ├── RejectedError                refused locally, the protected call never ran
         │   ├── CircuitOpenError         the breaker is open, or half-open with no probe free
@@ -26,12 +32,18 @@ __all__ = [
     "BulkheadFullError",
     "CircuitForcedOpenError",
     "CircuitOpenError",
+    "ClientError",
+    "ClientTimeoutError",
     "ConfigError",
+    "ConnectError",
+    "ConnectionLostError",
     "DeadlineExceededError",
+    "HttpStatusError",
     "InterlinkError",
     "RateLimitedError",
     "RejectedError",
     "ResilienceError",
+    "ResponseValidationError",
     "RetryExhaustedError",
     "ThrottledLocallyError",
 ]
@@ -112,3 +124,103 @@ class DeadlineExceededError(ResilienceError, TimeoutError):
 
 class AttemptTimeoutError(ResilienceError, TimeoutError):
     """A single attempt ran longer than its timeout and was cancelled."""
+
+
+class ClientError(InterlinkError):
+    """An outbound HTTP call failed.
+
+    ``method`` and ``url`` (with secrets in the query and userinfo redacted)
+    say which call; ``attempts`` how many attempts were made (1 unless a
+    retry ran); ``request_sent`` whether the request may have reached the
+    upstream (``False`` only when it certainly did not: a retry of a
+    non-idempotent call is safe then); ``retryable`` whether trying again can
+    help (``Retry`` never retries an error that says ``False``); ``retry_after``
+    the upstream's hint in seconds, or ``None``.
+    """
+
+    retryable: bool = True
+    request_sent: bool = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        url: str = "",
+        retry_after: float | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.retry_after = retry_after
+        self.attempts = attempts
+
+
+class HttpStatusError(ClientError):
+    """The upstream answered with an error status.
+
+    ``status``; ``body_excerpt``, the start of the body (capped, decoded
+    leniently); ``request_id``, the upstream's id for the request when it sent
+    one back (``X-Request-Id`` and the like); ``headers``, the response headers.
+    ``retryable`` is true for 408, 429 and 5xx answers other than 501 and 505.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        method: str = "",
+        url: str = "",
+        body_excerpt: str = "",
+        request_id: str | None = None,
+        headers: dict[str, str] | None = None,
+        retry_after: float | None = None,
+        retryable: bool = False,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(
+            message, method=method, url=url, retry_after=retry_after, attempts=attempts
+        )
+        self.status = status
+        self.body_excerpt = body_excerpt
+        self.request_id = request_id
+        self.headers = headers or {}
+        self.retryable = retryable
+
+
+class ClientTimeoutError(ClientError, TimeoutError):
+    """No complete answer arrived in time (connect, headers or body)."""
+
+
+class ConnectError(ClientError):
+    """The connection could not be made (refused, DNS, TLS): the request never left."""
+
+    request_sent = False
+
+
+class ConnectionLostError(ClientError):
+    """The connection broke after the request was sent (reset, truncated body)."""
+
+
+class ResponseValidationError(ClientError):
+    """The response body did not match ``response_model``.
+
+    ``errors`` lists each problem as ``(dotted field path, what was expected,
+    what was found)``; the message names the first ones.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errors: list[tuple[str, str, str]],
+        method: str = "",
+        url: str = "",
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message, method=method, url=url, attempts=attempts)
+        self.errors = errors
