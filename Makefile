@@ -27,6 +27,7 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/resilience.py
+	$(BIN)/python bench/client.py
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench
