@@ -8,7 +8,13 @@ import types
 
 import pytest
 
-PUBLIC_PACKAGES = ["interlink", "interlink.core", "interlink.resilience", "interlink.testing"]
+PUBLIC_PACKAGES = [
+    "interlink",
+    "interlink.client",
+    "interlink.core",
+    "interlink.resilience",
+    "interlink.testing",
+]
 
 
 @pytest.mark.parametrize("package", PUBLIC_PACKAGES)

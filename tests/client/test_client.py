@@ -716,8 +716,7 @@ async def test_the_default_pipeline_follows_the_standard_handler() -> None:
     assert [p.name for p in pipeline.policies] == [
         "api.example.retry",
         "api.example.circuit_breaker",
-        "api.example.timeout",
-    ]
+    ]  # the attempt timeout is the transport's: no second timer per call
     assert pipeline.config == {
         "retry": {"max_attempts": 3, "initial_delay": 0.2, "max_delay": 10.0, "jitter": "full"},
         "circuit_breaker": {
@@ -728,15 +727,16 @@ async def test_the_default_pipeline_follows_the_standard_handler() -> None:
             "open_for": 5.0,
             "half_open_calls": 1,
         },
-        "timeout": {"seconds": 2.0},
     }
     await client.aclose()
 
 
 async def test_a_mapping_gets_the_clients_timeout_and_a_pipeline_is_used_as_it_is() -> None:
     mapped = ApiClient("https://api.example", timeout=3, resilience={"retry": {"max_attempts": 2}})
-    assert mapped.pipeline.timeout is not None
-    assert mapped.pipeline.timeout.seconds == 3.0
+    assert mapped.pipeline.timeout is None  # the transport enforces it
+    assert mapped.timeout == 3.0
+    assert ApiClient("https://api.example", resilience={"timeout": "250ms"}).timeout == 0.25
+    assert ApiClient("https://api.example", resilience={"timeout": {"seconds": 2}}).timeout == 2.0
     assert mapped.pipeline.breaker is None
     mine = Pipeline(breaker=CircuitBreaker())
     assert ApiClient("https://api.example", resilience=mine).pipeline is mine

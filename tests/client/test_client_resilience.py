@@ -287,7 +287,9 @@ async def test_slow_headers_beyond_the_attempt_timeout_are_a_client_timeout(
     error = caught.value
     assert isinstance(error, TimeoutError)
     assert error.attempts == 2
-    assert str(error).startswith(f"GET {upstream.url}/slow?token=*** timed out after 2 attempts: ")
+    assert str(error).startswith(
+        f"GET {upstream.url}/slow?token=*** timed out at 0.1s after 2 attempts: "
+    )
     assert len(upstream.requests) == 2
 
 
@@ -476,4 +478,19 @@ async def test_a_retry_wait_is_cut_short_by_cancellation(
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
+    assert len(upstream.requests) == 1
+
+
+async def test_a_running_deadline_cuts_the_attempt_to_the_time_left(
+    upstream: FakeUpstream, transport: str
+) -> None:
+    upstream.route("GET", "/slow").reply(Reply(delay=5.0))
+    resilience = {"deadline": 0.3, "retry": {"max_attempts": 5, "initial_delay": 0.001}}
+    async with make_client(upstream, transport, resilience=resilience, timeout=10) as client:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await client.get("/slow")
+    # The one attempt got the deadline's 0.3 s, not the client's 10 s, and no
+    # time was left for another (lower bound only: timing is never capped).
+    assert time.monotonic() - started >= 0.3
     assert len(upstream.requests) == 1

@@ -425,3 +425,16 @@ def test_an_error_without_text_is_named_by_its_type() -> None:
     error = _aiohttp_error(aiohttp.ClientPayloadError(), REQUEST, URL, committed=True)
     assert str(error).endswith("truncated or undecodable body: ClientPayloadError")
     assert error.__dict__["committed"] is True
+
+
+def test_many_distinct_attempt_timeouts_keep_few_timeout_objects() -> None:
+    transport = AiohttpTransport()
+    for step in range(200):  # as deadlines cut attempts to ever-different times left
+        transport._timeout(1.0 + step / 1000, False)
+    assert len(transport._timeouts) <= 64
+    streaming = transport._timeout(2.0, True)
+    assert streaming.total is None
+    assert streaming.sock_read == 2.0
+    whole = transport._timeout(2.0, False)
+    assert whole.total == 2.0
+    assert whole.sock_connect == 2.0  # connecting never outlasts the attempt

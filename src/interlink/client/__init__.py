@@ -12,6 +12,15 @@ from interlink.client._auth import (
 from interlink.client._client import ApiClient
 from interlink.client._health import ClientHealth
 from interlink.client._httpx import HttpxTransport
+from interlink.client._models import (
+    Auth,
+    Headers,
+    Request,
+    Response,
+    Send,
+    StreamingResponse,
+    Transport,
+)
 from interlink.client._oauth2 import OAuth2ClientCredentials
 from interlink.client._pagination import Cursor, LinkHeader, PageNumber, PaginationStyle
 from interlink.client._quota import Quota, parse_quota
@@ -30,6 +39,7 @@ __all__ = [
     "AiohttpTransport",
     "ApiClient",
     "ApiKey",
+    "Auth",
     "BasicAuth",
     "BearerFrom",
     "BearerToken",
@@ -39,6 +49,7 @@ __all__ = [
     "ConnectError",
     "ConnectionLostError",
     "Cursor",
+    "Headers",
     "HttpStatusError",
     "HttpxTransport",
     "LinkHeader",
@@ -46,8 +57,13 @@ __all__ = [
     "PageNumber",
     "PaginationStyle",
     "Quota",
+    "Request",
+    "Response",
     "ResponseValidationError",
+    "Send",
     "SigningAuth",
+    "StreamingResponse",
+    "Transport",
     "parse_quota",
     "redact_url",
 ]

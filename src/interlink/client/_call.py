@@ -38,7 +38,14 @@ from interlink.core.errors import (
     DeadlineExceededError,
     RetryExhaustedError,
 )
-from interlink.resilience import EventHub, Pipeline, ResilienceEvent, idempotent, parse_retry_after
+from interlink.resilience import (
+    EventHub,
+    Pipeline,
+    ResilienceEvent,
+    current_deadline,
+    idempotent,
+    parse_retry_after,
+)
 
 __all__ = ["IDEMPOTENT_METHODS", "RETRYABLE_STATUSES", "CallRunner", "public_url"]
 
@@ -67,6 +74,7 @@ def _copy(template: Request) -> Request:
         list(template.params),
         template.content,
         dict(template.extensions),
+        template.timeout,
     )
 
 
@@ -95,6 +103,7 @@ class CallRunner:
         "_name",
         "_send",
         "_stream",
+        "_timeout",
         "events",
         "health",
         "quota",
@@ -109,7 +118,9 @@ class CallRunner:
         events: EventHub,
         name: str,
         max_error_body: int,
+        timeout: float,
     ) -> None:
+        self._timeout = timeout
         self._send: Send = transport.send
         self._stream = transport.stream
         self._auth = auth
@@ -177,11 +188,25 @@ class CallRunner:
             return error
         return exc
 
+    def _bound(self, request: Request) -> None:
+        """Give ``request`` this attempt's time: the client's timeout, cut to a running deadline."""
+        deadline = current_deadline()
+        if deadline is None:
+            request.timeout = self._timeout
+            return
+        left = deadline - self._clock.monotonic()
+        if left <= 0:
+            raise DeadlineExceededError(
+                f"{request.method} {public_url(request)}: the deadline passed before the attempt"
+            )
+        request.timeout = left if left < self._timeout else self._timeout
+
     async def attempt(
         self, request: Request, pipeline: Pipeline, authed: bool, _: None
     ) -> Response:
         extensions = request.extensions
         attempt = extensions["attempt"] = extensions["attempt"] + 1
+        self._bound(request)
         observed = self.events.active
         started = self._clock.monotonic() if observed else 0.0
         try:
@@ -212,6 +237,7 @@ class CallRunner:
     ) -> StreamingResponse:
         extensions = request.extensions
         attempt = extensions["attempt"] = extensions["attempt"] + 1
+        self._bound(request)
         observed = self.events.active
         started = self._clock.monotonic() if observed else 0.0
         try:

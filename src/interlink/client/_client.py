@@ -137,6 +137,7 @@ class ApiClient:
             rate_limiter=rate_limiter,
             per_host=breaker_per_host,
         )
+        self.timeout = self._factory.timeout  # a resilience mapping's "timeout" wins
         self._builder = RequestBuilder(
             base_url,
             headers=headers,
@@ -154,6 +155,7 @@ class ApiClient:
             events=self.events,
             name=self.name,
             max_error_body=self._max_error_body,
+            timeout=self.timeout,
         )
         self._closed = False
 

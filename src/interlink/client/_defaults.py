@@ -13,7 +13,8 @@ retry          3 attempts, 0.2 s initial, x2, 10 s cap,     3 retries (4 attempt
 breaker        50 % failures over a 30 s time window,       10 % over 30 s, at least 100 calls,
                at least 20 calls, open 5 s, 1 probe         break 5 s
 bulkhead       none (the pool holds 100 connections)        concurrency limiter 1,000, queue 0
-timeout        ``timeout`` (10 s) per attempt              attempt timeout 10 s
+timeout        ``timeout`` (10 s) per attempt, enforced by  attempt timeout 10 s
+               the transport
 =============  ===========================================  ==========================================
 
 Where interlink departs: three attempts in all (the SRE book's "at most 3",
@@ -41,8 +42,9 @@ from typing import Any
 from interlink.core.clock import Clock
 from interlink.core.errors import ConfigError
 from interlink.resilience import Pipeline, RateLimiter
+from interlink.resilience import _validate as check
 
-__all__ = ["DEFAULT_RESILIENCE", "PipelineFactory", "default_resilience"]
+__all__ = ["DEFAULT_RESILIENCE", "PipelineFactory", "attempt_timeout"]
 
 DEFAULT_RESILIENCE: Mapping[str, Any] = {
     "retry": {"max_attempts": 3, "initial_delay": 0.2, "max_delay": 10.0, "jitter": "full"},
@@ -58,9 +60,26 @@ DEFAULT_RESILIENCE: Mapping[str, Any] = {
 """The default pipeline as ``Pipeline.from_dict`` config, without its ``timeout`` (the client's)."""
 
 
-def default_resilience(timeout: float) -> dict[str, Any]:
-    """The default pipeline's config for a per-attempt ``timeout`` in seconds."""
-    return {**DEFAULT_RESILIENCE, "timeout": timeout}
+def attempt_timeout(value: Any, default: float) -> float:
+    """The per-attempt timeout a ``resilience`` mapping's ``timeout`` asks for, in seconds."""
+    if value is None:
+        return default
+    if isinstance(value, Mapping):
+        unknown = set(value) - {"seconds"}
+        if unknown:
+            raise ConfigError(
+                f"ApiClient resilience: timeout.{sorted(unknown)[0]} is not a Timeout argument "
+                "(expected: seconds)"
+            )
+        value = value.get("seconds", default)
+    try:
+        return check.seconds(
+            "ApiClient", "resilience timeout", value, allow_zero=False, strings=True
+        )
+    except ConfigError as exc:
+        raise ConfigError(
+            str(exc).replace("ApiClient resilience timeout", "ApiClient resilience: timeout")
+        ) from None
 
 
 def with_rate_limiter(pipeline: Pipeline, limiter: RateLimiter) -> Pipeline:
@@ -99,7 +118,7 @@ class PipelineFactory:
     ``timeout`` defaults to ``timeout``.
     """
 
-    __slots__ = ("_clock", "_config", "_limiter", "_name", "first")
+    __slots__ = ("_clock", "_config", "_limiter", "_name", "first", "timeout")
 
     def __init__(
         self,
@@ -115,8 +134,10 @@ class PipelineFactory:
         self._clock = clock
         self._limiter = rate_limiter
         config: Mapping[str, Any] | None
+        self.timeout = timeout
+        """Seconds per attempt, enforced by the transport (``request.timeout``)."""
         if resilience is None:
-            config = default_resilience(timeout)
+            config = DEFAULT_RESILIENCE
         elif isinstance(resilience, Pipeline):
             config = resilience.config
             if per_host and config is None:
@@ -126,7 +147,10 @@ class PipelineFactory:
                     "copied for each host"
                 )
         elif isinstance(resilience, Mapping):
-            config = {"timeout": timeout, **resilience}
+            # The attempt timeout is the transport's (aiohttp already keeps a
+            # timer per request): a Timeout layer would pay for a second one.
+            config = {key: value for key, value in resilience.items() if key != "timeout"}
+            self.timeout = attempt_timeout(resilience.get("timeout"), timeout)
         else:
             raise ConfigError(
                 "ApiClient resilience must be None (the default pipeline), a Pipeline or a "

@@ -188,6 +188,12 @@ def unusable(request: Request, why: str) -> ClientError:
     return error
 
 
+def timed_out(request: Request) -> str:
+    """What a timeout says: with the attempt's bound when there was one."""
+    seconds = request.timeout
+    return "timed out" if seconds is None else f"timed out at {seconds:.3g}s"
+
+
 def transport_error(
     cls: type[ClientError],
     request: Request,
@@ -219,7 +225,7 @@ def transport_error(
     if request_sent is not None:
         error.request_sent = request_sent
     if committed:
-        error.__dict__["committed"] = True
+        error.committed = True
     error.__cause__ = None if hide_cause or leaks else cause
     error.__suppress_context__ = True
     return error

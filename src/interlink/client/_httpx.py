@@ -12,6 +12,7 @@ suite runs on both.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from collections.abc import AsyncIterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from interlink.client._failures import transport_error, unusable
+from interlink.client._failures import timed_out, transport_error, unusable
 from interlink.client._models import Headers, Request, Response, StreamingResponse
 from interlink.core.errors import (
     ClientError,
@@ -57,8 +58,10 @@ def _httpx_error(
     if isinstance(cause, httpx.PoolTimeout):
         what = "timed out waiting for a free connection"
         return fail(ClientTimeoutError, request, url, what, cause, request_sent=False)
-    if isinstance(cause, httpx.TimeoutException):
-        return fail(ClientTimeoutError, request, url, "timed out", cause, committed=committed)
+    if isinstance(cause, httpx.TimeoutException | TimeoutError):
+        return fail(
+            ClientTimeoutError, request, url, timed_out(request), cause, committed=committed
+        )
     if isinstance(cause, httpx.UnsupportedProtocol | httpx.InvalidURL | httpx.LocalProtocolError):
         return fail(
             ConnectError, request, url, "cannot be sent to this URL", cause, retryable=False
@@ -124,11 +127,19 @@ class HttpxTransport:
             raise unusable(request, "the transport is closed")
         url = request.full_url()
         hx = self._httpx
+        seconds = request.timeout
         try:
             built = self._client.build_request(
                 request.method, url, headers=list(request.headers.items()), content=request.content
             )
-            resp = await self._client.send(built, stream=stream)
+            if seconds is None:
+                resp = await self._client.send(built, stream=stream)
+            else:
+                if stream:  # after the headers, each wait for more body is bounded
+                    built.extensions["timeout"] = {**built.extensions["timeout"], "read": seconds}
+                # httpx bounds each step, not the whole attempt: asyncio does that.
+                async with asyncio.timeout(seconds):
+                    resp = await self._client.send(built, stream=stream)
         except (hx.HTTPError, hx.InvalidURL, OSError) as exc:
             error = _httpx_error(hx, exc, request, url)
             raise error from error.__cause__

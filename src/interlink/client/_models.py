@@ -29,6 +29,9 @@ class Request:
     are appended by ``full_url()`` (auth strategies may add one, such as an
     API key). ``content`` is the encoded body. ``extensions`` holds per-call
     data for auth and hooks (``"idempotency_key"``, ``"attempt"``).
+    ``timeout`` bounds the whole attempt in seconds (connecting, sending, the
+    headers and, for ``send``, the body); ``None`` means no bound. The
+    transport enforces it, so an attempt needs no timer of its own.
     """
 
     method: str
@@ -37,6 +40,7 @@ class Request:
     params: list[tuple[str, str]] = field(default_factory=list)
     content: bytes | None = None
     extensions: dict[str, Any] = field(default_factory=dict)
+    timeout: float | None = None
 
     def full_url(self) -> str:
         """``url`` with ``params`` appended as a query string."""
@@ -109,7 +113,8 @@ class Transport(Protocol):
     """How requests reach the network: aiohttp by default, httpx as an option.
 
     ``send`` reads the whole body; ``stream`` returns once the headers are
-    in. Both map network failures onto interlink's errors:
+    in. Both bound the attempt by ``request.timeout`` (for a stream: the
+    headers, and then each wait for more of the body). Both map network failures onto interlink's errors:
     ``ConnectError`` (the request never left), ``ConnectionLostError``
     (it broke after sending), ``ClientTimeoutError``. ``aclose`` closes the
     connection pool.

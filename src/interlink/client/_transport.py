@@ -13,8 +13,10 @@ Every network failure is mapped onto interlink's errors, the same way on both:
   timeout, proxy; also an URL the library cannot send to (not retryable);
 - ``ConnectionLostError``: reset, server disconnected, truncated or
   undecodable body, malformed response: the request may have been processed;
-- ``ClientTimeoutError``: the library's own read, write or pool timeout
-  (the pipeline's ``Timeout`` is what normally bounds an attempt);
+- ``ClientTimeoutError``: the attempt outlived ``request.timeout`` (the
+  client's per-attempt timeout, enforced here: aiohttp keeps a timer per
+  request anyway, so a second one in the pipeline would be paid twice), or
+  the library's own pool timeout;
 - ``ClientError`` (not retryable): too many redirects.
 
 A body error on a streamed response also says ``committed = True``: once a
@@ -36,7 +38,7 @@ from typing import Any
 
 import aiohttp
 
-from interlink.client._failures import transport_error, unusable
+from interlink.client._failures import timed_out, transport_error, unusable
 from interlink.client._models import Headers, Request, Response, StreamingResponse
 from interlink.core.errors import (
     ClientError,
@@ -69,7 +71,9 @@ def _aiohttp_error(
     if isinstance(cause, ConnectionRefusedError):
         return fail(ConnectError, request, url, "could not connect", cause)
     if isinstance(cause, TimeoutError):
-        return fail(ClientTimeoutError, request, url, "timed out", cause, committed=committed)
+        return fail(
+            ClientTimeoutError, request, url, timed_out(request), cause, committed=committed
+        )
     if isinstance(cause, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
         return fail(
             ConnectError, request, url, "cannot be sent to this URL", cause, retryable=False
@@ -127,6 +131,7 @@ class AiohttpTransport:
         "_per_host",
         "_session",
         "_ssl",
+        "_timeouts",
     )
 
     def __init__(
@@ -150,6 +155,7 @@ class AiohttpTransport:
         self._ssl = ssl
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._timeouts: dict[tuple[float | None, bool], aiohttp.ClientTimeout] = {}
         self._closed = False
 
     @property
@@ -196,12 +202,38 @@ class AiohttpTransport:
             )
         return session
 
+    def _timeout(self, seconds: float | None, streaming: bool) -> aiohttp.ClientTimeout:
+        """aiohttp's timer for ``request.timeout``, one object per distinct value.
+
+        ``send``: ``total`` (the whole attempt, body included). ``stream``:
+        ``sock_read`` (the headers, then each wait for more body), so a long
+        download is not cut while data keeps arriving.
+        """
+        key = (seconds, streaming)
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            if len(self._timeouts) >= 64:  # deadlines make many values: keep few
+                self._timeouts.clear()
+            connect = self._connect_timeout
+            if seconds is not None:
+                connect = min(connect, seconds)
+            if streaming:
+                timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=seconds)
+            else:
+                timeout = aiohttp.ClientTimeout(total=seconds, sock_connect=connect)
+            self._timeouts[key] = timeout
+        return timeout
+
     async def send(self, request: Request) -> Response:
         session = self._session_for(request)
         url = request.full_url()
         try:
             async with session.request(
-                request.method, url, headers=request.headers, data=request.content
+                request.method,
+                url,
+                headers=request.headers,
+                data=request.content,
+                timeout=self._timeout(request.timeout, False),
             ) as resp:
                 content = await resp.read()
                 return Response(
@@ -220,7 +252,11 @@ class AiohttpTransport:
         url = request.full_url()
         try:
             resp = await session.request(
-                request.method, url, headers=request.headers, data=request.content
+                request.method,
+                url,
+                headers=request.headers,
+                data=request.content,
+                timeout=self._timeout(request.timeout, True),
             )
         except _AIOHTTP_ERRORS as exc:
             error = _aiohttp_error(exc, request, url)

@@ -135,11 +135,13 @@ class ClientError(InterlinkError):
     upstream (``False`` only when it certainly did not: a retry of a
     non-idempotent call is safe then); ``retryable`` whether trying again can
     help (``Retry`` never retries an error that says ``False``); ``retry_after``
-    the upstream's hint in seconds, or ``None``.
+    the upstream's hint in seconds, or ``None``; ``committed`` whether a
+    streamed body had started (then nothing retries it, whatever the method).
     """
 
     retryable: bool = True
     request_sent: bool = True
+    committed: bool = False
 
     def __init__(
         self,
@@ -163,7 +165,8 @@ class HttpStatusError(ClientError):
     ``status``; ``body_excerpt``, the start of the body (capped, decoded
     leniently); ``request_id``, the upstream's id for the request when it sent
     one back (``X-Request-Id`` and the like); ``headers``, the response headers.
-    ``retryable`` is true for 408, 429 and 5xx answers other than 501 and 505.
+    ``retryable`` is true for 408, 429, 500, 502, 503 and 504: the answers where
+    trying again may help.
     """
 
     def __init__(
