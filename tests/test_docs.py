@@ -22,7 +22,13 @@ import interlink.resilience
 from interlink.resilience import Policy
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = [ROOT / "docs" / "resilience.md", ROOT / "docs" / "testing.md", ROOT / "README.md"]
+DOCS = [
+    ROOT / "docs" / "resilience.md",
+    ROOT / "docs" / "testing.md",
+    ROOT / "docs" / "client.md",
+    ROOT / "docs" / "performance.md",
+    ROOT / "README.md",
+]
 RESILIENCE_DOC = ROOT / "docs" / "resilience.md"
 RESILIENCE_SRC = ROOT / "src" / "interlink" / "resilience"
 

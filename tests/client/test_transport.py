@@ -438,3 +438,22 @@ def test_many_distinct_attempt_timeouts_keep_few_timeout_objects() -> None:
     whole = transport._timeout(2.0, False)
     assert whole.total == 2.0
     assert whole.sock_connect == 2.0  # connecting never outlasts the attempt
+
+
+async def test_aiohttp_default_headers_are_sent_and_a_requests_own_replace_them(
+    upstream: FakeUpstream,
+) -> None:
+    upstream.route("GET", "/").reply(Reply(status=204))
+    transport = AiohttpTransport(default_headers={"User-Agent": "app/1", "X-Team": "a"})
+    try:
+        same = Request(
+            "GET", f"{upstream.url}/", CIMultiDict({"User-Agent": "app/1", "X-Team": "a"})
+        )
+        await transport.send(same)  # exactly the defaults: aiohttp sends its session's
+        await transport.send(get(f"{upstream.url}/"))
+        stream = await transport.stream(get(f"{upstream.url}/"))
+        await stream.aclose()
+    finally:
+        await transport.aclose()
+    seen = [(r.headers["User-Agent"], r.headers.get("X-Team")) for r in upstream.requests]
+    assert seen == [("app/1", "a"), ("test", "a"), ("test", "a")]

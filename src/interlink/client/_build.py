@@ -58,6 +58,7 @@ class RequestBuilder:
         "_factory",
         "_headers",
         "_per_host",
+        "constant_headers",
         "origin",
         "pipelines",
     )
@@ -77,6 +78,8 @@ class RequestBuilder:
         self._base = base.rstrip("/")
         self._base_params = parse_qsl(query, keep_blank_values=True)
         self._headers = _header_template(headers, user_agent)
+        self.constant_headers = self._headers.copy()
+        """The headers every request carries, whatever its URL (the transport's defaults)."""
         if basic is not None:
             self._headers.setdefault("Authorization", basic)
         self._factory = factory

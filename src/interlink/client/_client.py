@@ -39,10 +39,14 @@ __all__ = ["ApiClient"]
 _Params = Mapping[str, Any] | list[tuple[str, Any]] | None
 
 
-def _open_transport(transport: object) -> tuple[Transport, bool]:
-    """The transport to use, and whether the client created it (and so closes it)."""
+def _open_transport(transport: object, headers: Mapping[str, str]) -> tuple[Transport, bool]:
+    """The transport to use, and whether the client created it (and so closes it).
+
+    A transport the client creates gets ``headers`` (the ones every request
+    carries) as its defaults, which spares aiohttp a merge per request.
+    """
     if transport is None or transport == "aiohttp":
-        return AiohttpTransport(), True
+        return AiohttpTransport(default_headers=headers), True
     if transport == "httpx":
         return HttpxTransport(), True
     if not all(callable(getattr(transport, m, None)) for m in ("send", "stream", "aclose")):
@@ -145,7 +149,9 @@ class ApiClient:
             factory=self._factory,
             per_host=breaker_per_host,
         )
-        self._transport, self._owns_transport = _open_transport(transport)
+        self._transport, self._owns_transport = _open_transport(
+            transport, self._builder.constant_headers
+        )
         self.events = EventHub(EVENTS)
         """Listeners see ``client.request`` (each attempt) and ``client.quota`` events."""
         self._runner = CallRunner(

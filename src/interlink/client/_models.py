@@ -28,7 +28,8 @@ class Request:
     ``url`` is absolute and carries no query of its own making: ``params``
     are appended by ``full_url()`` (auth strategies may add one, such as an
     API key). ``content`` is the encoded body. ``extensions`` holds per-call
-    data for auth and hooks (``"idempotency_key"``, ``"attempt"``).
+    data for auth and hooks (``"attempt"``: the attempt number, from 1;
+    ``"auth_refreshed"`` once a 401 led to fresh credentials).
     ``timeout`` bounds the whole attempt in seconds (connecting, sending, the
     headers and, for ``send``, the body); ``None`` means no bound. The
     transport enforces it, so an attempt needs no timer of its own.

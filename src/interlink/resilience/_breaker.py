@@ -220,7 +220,19 @@ class CircuitBreaker(BreakerStateMachine):
             raise
         end = monotonic()
         failed = self._record_result is not None and bool(self._record_result(result))
-        self._record(failed, end - start, generation, end)
+        duration = end - start
+        if not failed and duration <= self._slow_after and not self.events.active:
+            # A quick success with nobody listening: _record's work, minus what
+            # cannot apply (no event; a window with no failed or slow call
+            # exceeds no threshold).
+            view = self._store.view()
+            if view.state is _CLOSED and view.generation == generation:
+                window = self._window
+                window.record(False, False, end)
+                if window.failed or window.slow:
+                    self._apply_thresholds(view, end)
+                return result
+        self._record(failed, duration, generation, end)
         return result
 
     async def _run_probe(
@@ -290,6 +302,12 @@ class CircuitBreaker(BreakerStateMachine):
             self._emit("failure" if failed else "success", duration=duration, slow=slow)
         if generation != view.generation or (state is not _CLOSED and state is not _METRICS_ONLY):
             return  # a stale outcome, or a probe: metrics only
+        self._apply_thresholds(view, now)
+
+    def _apply_thresholds(self, view: BreakerView, now: float) -> None:
+        """In CLOSED, open when the window exceeds a threshold; in METRICS_ONLY, say it would."""
+        window = self._window
+        state = view.state
         total = window.total
         if total < self._min_calls:
             return
