@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from interlink.client import ApiClient
-from interlink.client._models import Request, Response, Send
-from interlink.testing import FakeUpstream
+from interlink.client._models import Auth, Request, Response, Send
+from interlink.testing import FakeUpstream, Received
 
 TRANSPORTS = ["aiohttp", "httpx"]
 
@@ -48,3 +49,27 @@ class CountingToken:
         if self.refreshes:
             self.generation += 1
         return self.refreshes
+
+
+async def attempt(auth: Auth, send: Send, request: Request) -> Response:
+    """One attempt as the client makes it: apply the credentials, then send."""
+    await auth.apply(request, send)
+    return await send(request)
+
+
+def get(upstream: FakeUpstream, path: str = "/things", **extra: Any) -> Request:
+    """A GET of ``path`` on ``upstream``."""
+    return Request("GET", upstream.url + path, **extra)
+
+
+def expect_token(token: str) -> Callable[[Received], int]:
+    """A reply that answers 200 only to ``Authorization: Bearer <token>``, 401 otherwise."""
+    return lambda received: (
+        200 if received.headers.get("Authorization") == f"Bearer {token}" else 401
+    )
+
+
+def answering(upstream: FakeUpstream, path: str) -> FakeUpstream:
+    """``upstream`` with ``path`` answering 200 to any method unless a test scripts it."""
+    upstream.route("*", path)
+    return upstream

@@ -8,51 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from interlink.client import BearerFrom
-from interlink.client._httpx import HttpxTransport
-from interlink.client._models import Auth, Request, Response, Send
-from interlink.client._transport import AiohttpTransport
+from interlink.client._models import Request, Send
 from interlink.core import ConfigError, Secret
-from interlink.testing import FakeClock, FakeUpstream, Received
+from interlink.testing import FakeClock, FakeUpstream
+from tests.client.client_support import answering, attempt, expect_token, get
 
 TOKEN = "tok-3f9a-very-secret"
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as up:
-        up.route("*", "/things")  # 200 unless a test scripts GET /things
-        yield up
-
-
-@pytest.fixture(params=["aiohttp", "httpx"])
-async def send(request: pytest.FixtureRequest) -> AsyncIterator[Send]:
-    """The raw ``send`` the client hands to auth: a real transport, without the pipeline."""
-    transport = AiohttpTransport() if request.param == "aiohttp" else HttpxTransport()
-    yield transport.send
-    await transport.aclose()
-
-
-async def attempt(auth: Auth, send: Send, request: Request) -> Response:
-    """One attempt as the client makes it: apply the credentials, then send."""
-    await auth.apply(request, send)
-    return await send(request)
-
-
-def get(upstream: FakeUpstream, path: str = "/things", **extra: Any) -> Request:
-    return Request("GET", upstream.url + path, **extra)
-
-
-def expect_token(token: str) -> Callable[[Received], int]:
-    """A reply that answers 200 only to ``Authorization: Bearer <token>``, 401 otherwise."""
-    return lambda received: (
-        200 if received.headers.get("Authorization") == f"Bearer {token}" else 401
-    )
+def upstream(upstream: FakeUpstream) -> FakeUpstream:
+    """The shared upstream, with /things answering 200 unless a test scripts it."""
+    return answering(upstream, "/things")
 
 
 class TokenSource:

@@ -8,7 +8,6 @@ cancellation are in ``test_client_resilience.py``.
 from __future__ import annotations
 
 import traceback
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pydantic
@@ -27,18 +26,7 @@ from interlink.client._models import Response
 from interlink.core import ConfigError, Secret
 from interlink.resilience import CircuitBreaker, Pipeline, RateLimiter, ResilienceEvent, Retry
 from interlink.testing import FakeUpstream, Reply
-from tests.client.client_support import FAST, TRANSPORTS, CountingToken, closed_port, make_client
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as up:
-        yield up
+from tests.client.client_support import FAST, CountingToken, closed_port, make_client
 
 
 class Item(pydantic.BaseModel):

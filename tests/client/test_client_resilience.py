@@ -9,7 +9,6 @@ import asyncio
 import email.utils
 import itertools
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -32,18 +31,7 @@ from interlink.resilience import (
     Retry,
 )
 from interlink.testing import FakeUpstream, Reply
-from tests.client.client_support import FAST, TRANSPORTS, CountingToken, closed_port, make_client
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as up:
-        yield up
+from tests.client.client_support import FAST, CountingToken, closed_port, make_client
 
 
 def _gaps(upstream: FakeUpstream) -> list[float]:

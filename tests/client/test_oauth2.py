@@ -7,25 +7,30 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
 
 from interlink.client import OAuth2ClientCredentials
-from interlink.client._httpx import HttpxTransport
 from interlink.client._models import Request, Response, Send
-from interlink.client._transport import AiohttpTransport
 from interlink.core import (
     ClientTimeoutError,
     HttpStatusError,
     Secret,
 )
 from interlink.testing import FakeClock, FakeUpstream, Received, Reply
+from tests.client.client_support import answering
 
 CLIENT_ID = "svc-orders"
 SECRET = "cs-8c1d/very:secret"
+
+
+@pytest.fixture
+def upstream(upstream: FakeUpstream) -> FakeUpstream:
+    """The shared upstream, with /api answering 200 unless a test scripts it."""
+    return answering(upstream, "/api")
 
 
 def token(access: str, expires_in: object = 3600, **fields: Any) -> Reply:
@@ -40,21 +45,6 @@ def accepts(access: str) -> Callable[[Received], int]:
     return lambda received: (
         200 if received.headers.get("Authorization") == f"Bearer {access}" else 401
     )
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as up:
-        up.route("*", "/api")
-        yield up
-
-
-@pytest.fixture(params=["aiohttp", "httpx"])
-async def send(request: pytest.FixtureRequest) -> AsyncIterator[Send]:
-    """The raw ``send`` the client hands to auth: a real transport, without the pipeline."""
-    transport = AiohttpTransport() if request.param == "aiohttp" else HttpxTransport()
-    yield transport.send
-    await transport.aclose()
 
 
 def oauth(upstream: FakeUpstream, clock: FakeClock, **kwargs: Any) -> OAuth2ClientCredentials:

@@ -5,15 +5,12 @@ The token endpoint is ``FakeUpstream``, reached over a real socket.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from interlink.client import OAuth2ClientCredentials
-from interlink.client._httpx import HttpxTransport
 from interlink.client._models import Request, Response, Send
-from interlink.client._transport import AiohttpTransport
 from interlink.core import (
     ClientError,
     ConfigError,
@@ -22,24 +19,16 @@ from interlink.core import (
     Secret,
 )
 from interlink.testing import FakeClock, FakeUpstream, Received, Reply
+from tests.client.client_support import answering
 
 CLIENT_ID = "svc-orders"
 SECRET = "cs-8c1d/very:secret"
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as up:
-        up.route("*", "/api")
-        yield up
-
-
-@pytest.fixture(params=["aiohttp", "httpx"])
-async def send(request: pytest.FixtureRequest) -> AsyncIterator[Send]:
-    """The raw ``send`` the client hands to auth: a real transport, without the pipeline."""
-    transport = AiohttpTransport() if request.param == "aiohttp" else HttpxTransport()
-    yield transport.send
-    await transport.aclose()
+def upstream(upstream: FakeUpstream) -> FakeUpstream:
+    """The shared upstream, with /api answering 200 unless a test scripts it."""
+    return answering(upstream, "/api")
 
 
 def oauth(upstream: FakeUpstream, clock: FakeClock, **kwargs: Any) -> OAuth2ClientCredentials:

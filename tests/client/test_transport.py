@@ -42,12 +42,6 @@ async def transport(request: pytest.FixtureRequest) -> AsyncIterator[Transport]:
     await made.aclose()
 
 
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as up:
-        yield up
-
-
 def get(url: str, **kwargs: Any) -> Request:
     return Request("GET", url, CIMultiDict({"User-Agent": "test"}), **kwargs)
 
