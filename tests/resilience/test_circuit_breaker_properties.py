@@ -31,6 +31,7 @@ from hypothesis.stateful import (
 
 from interlink.core.errors import CircuitForcedOpenError, CircuitOpenError
 from interlink.resilience import CircuitBreaker, CircuitState, ResilienceEvent
+from interlink.resilience._breaker_state import CountWindow, TimeWindow
 from interlink.testing import FakeClock
 
 CLOSED = CircuitState.CLOSED
@@ -340,3 +341,30 @@ def test_time_window_counts_exactly_the_last_seconds(
             assert (snapshot.buffered_calls, snapshot.failed_calls) == (len(inside), sum(inside))
 
     asyncio.run(scenario())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    window_type=st.sampled_from(["count", "time"]),
+    size=st.integers(1, 6),
+    steps=st.lists(
+        st.tuples(st.booleans(), st.booleans(), st.booleans(), st.floats(0.0, 3.0)), max_size=40
+    ),
+)
+def test_record_success_is_record_of_a_quick_success(
+    window_type: str, size: int, steps: list[tuple[bool, bool, bool, float]]
+) -> None:
+    """The breaker's hot path (``record_success``) leaves a window as ``record`` would."""
+    windows = [CountWindow(size), CountWindow(size)]
+    if window_type == "time":
+        windows = [TimeWindow(size), TimeWindow(size)]
+    plain, fast = windows
+    now = 0.0
+    for success, failed, slow, step in steps:
+        now += step
+        plain.record(failed and not success, slow and not success, now)
+        if success:
+            fast.record_success(now)
+        else:
+            fast.record(failed, slow, now)
+        assert (fast.total, fast.failed, fast.slow) == (plain.total, plain.failed, plain.slow)

@@ -46,6 +46,7 @@ from interlink.resilience import (
     idempotent,
     parse_retry_after,
 )
+from interlink.resilience._timeout import _DEADLINE
 
 __all__ = ["IDEMPOTENT_METHODS", "RETRYABLE_STATUSES", "CallRunner", "public_url"]
 
@@ -56,6 +57,7 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRAC
 """Methods retried after any retryable failure; others only with an ``Idempotency-Key``."""
 
 _QUOTA_HEADERS = tuple(_QUOTA_NAMES)
+_current_deadline = _DEADLINE.get  # current_deadline() without its Python frame
 _REFRESHED = "auth_refreshed"
 _MAX_DRAIN = 3600.0  # seconds: a rate limiter is never held longer, whatever Retry-After says
 Attempt = Callable[[Request, Pipeline, bool, Any], Awaitable[Any]]
@@ -105,6 +107,7 @@ class CallRunner:
         "_stream",
         "_timeout",
         "events",
+        "has_auth",
         "health",
         "quota",
     )
@@ -124,17 +127,14 @@ class CallRunner:
         self._send: Send = transport.send
         self._stream = transport.stream
         self._auth = auth
+        self.has_auth = auth is not None
+        """Whether the client has an auth strategy (an attribute: read on every call)."""
         self._clock = clock
         self._name = name
         self._max_error_body = max_error_body
         self.events = events
         self.health = HealthTracker()
         self.quota: Quota | None = None
-
-    @property
-    def has_auth(self) -> bool:
-        """Whether the client has an auth strategy."""
-        return self._auth is not None
 
     async def run(
         self, attempt: Attempt, request: Request, pipeline: Pipeline, authed: bool, extra: Any
@@ -206,7 +206,10 @@ class CallRunner:
     ) -> Response:
         extensions = request.extensions
         attempt = extensions["attempt"] = extensions["attempt"] + 1
-        self._bound(request)
+        if _current_deadline() is None:  # _bound's common case, inlined
+            request.timeout = self._timeout
+        else:
+            self._bound(request)
         observed = self.events.active
         started = self._clock.monotonic() if observed else 0.0
         try:

@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Coroutine, Mapping
 from types import TracebackType
 from typing import Any, Self, cast
 
+from pydantic_core import from_json
+
 from interlink.client import _encode as enc
 from interlink.client._build import RequestBuilder
 from interlink.client._call import IDEMPOTENT_METHODS, CallRunner, excerpt, public_url
@@ -84,6 +86,7 @@ class ApiClient:
     """
 
     __slots__ = (
+        "_attempt",
         "_builder",
         "_closed",
         "_factory",
@@ -163,6 +166,7 @@ class ApiClient:
             max_error_body=self._max_error_body,
             timeout=self.timeout,
         )
+        self._attempt = self._runner.attempt  # bound once, not on every call
         self._closed = False
 
     # -- properties -------------------------------------------------------------
@@ -233,10 +237,10 @@ class ApiClient:
         # CallRunner.run inlined: one coroutine less per request.
         try:
             if request.method in IDEMPOTENT_METHODS or "Idempotency-Key" in request.headers:
-                response = await pipeline.call(runner.attempt, request, pipeline, authed, None)
+                response = await pipeline.call(self._attempt, request, pipeline, authed, None)
             else:
                 with idempotent(False):
-                    response = await pipeline.call(runner.attempt, request, pipeline, authed, None)
+                    response = await pipeline.call(self._attempt, request, pipeline, authed, None)
         except Exception as exc:
             error = runner.failed(exc, request)
             if error is exc:
@@ -249,6 +253,14 @@ class ApiClient:
             raise runner.status_error(response, request, retryable=False)
         if raw:
             return response
+        if response_model is None:  # decode's usual case, inlined
+            content = response.content
+            ctype = response.headers.get("Content-Type")
+            if content and ctype is not None and ctype.startswith("application/json"):
+                try:
+                    return from_json(content)
+                except ValueError:
+                    pass  # decode raises the error
         try:
             return enc.decode(response, response_model, "", 1)
         except ResponseValidationError as exc:
@@ -257,6 +269,8 @@ class ApiClient:
 
     def get(self, path_or_url: str, **kwargs: Any) -> Coroutine[Any, Any, Any]:
         """``await client.get(path, ...)`` is ``request("GET", ...)``."""
+        if not kwargs:  # the usual call, without unpacking an empty mapping
+            return self.request("GET", path_or_url)
         return self.request("GET", path_or_url, **kwargs)
 
     def post(self, path_or_url: str, **kwargs: Any) -> Coroutine[Any, Any, Any]:

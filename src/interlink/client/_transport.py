@@ -53,6 +53,7 @@ from interlink.resilience import _validate as check
 __all__ = ["AiohttpTransport", "HttpxTransport"]
 
 _AIOHTTP_ERRORS = (aiohttp.ClientError, OSError, EOFError)
+_running_loop = asyncio.get_running_loop
 
 
 # Their text or request_info carries the full URL, which may hold a credential.
@@ -137,6 +138,8 @@ class AiohttpTransport:
         "_connect_timeout",
         "_defaults",
         "_keepalive",
+        "_last_seconds",
+        "_last_timeout",
         "_limit",
         "_loop",
         "_per_host",
@@ -172,6 +175,9 @@ class AiohttpTransport:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeouts: dict[tuple[float | None, bool], aiohttp.ClientTimeout] = {}
+        # send's last timeout, reused while request.timeout stays the same.
+        self._last_seconds: float | None = None
+        self._last_timeout = aiohttp.ClientTimeout()
         self._closed = False
 
     @property
@@ -211,7 +217,7 @@ class AiohttpTransport:
         session = self._session
         if session is None or session.closed:
             return self._open(request)
-        if self._loop is not asyncio.get_running_loop():
+        if self._loop is not _running_loop():
             raise unusable(
                 request,
                 "this AiohttpTransport belongs to the event loop it first ran in;"
@@ -242,9 +248,17 @@ class AiohttpTransport:
         return timeout
 
     async def send(self, request: Request) -> Response:
-        session = self._session_for(request)
-        url = request.full_url()
+        session = self._session
+        if session is None or session.closed or self._loop is not _running_loop():
+            session = self._session_for(request)  # opens it, or raises
+        url = request.url if not request.params else request.full_url()
         headers = request.headers
+        seconds = request.timeout
+        if seconds is not None and seconds == self._last_seconds:
+            timeout = self._last_timeout  # the usual case: the same value as last time
+        else:
+            timeout = self._timeout(seconds, False)
+            self._last_seconds, self._last_timeout = seconds, timeout
         try:
             # Awaited, not entered with ``async with``: the context manager's
             # __aenter__ would be one more frame re-entered on every resume.
@@ -253,7 +267,7 @@ class AiohttpTransport:
                 url,
                 headers=None if headers == self._defaults else headers,
                 data=request.content,
-                timeout=self._timeout(request.timeout, False),
+                timeout=timeout,
             )
             try:
                 content = await resp.read()

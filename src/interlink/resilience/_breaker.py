@@ -219,7 +219,8 @@ class CircuitBreaker(BreakerStateMachine):
             self._record_error(exc, start, generation)
             raise
         end = monotonic()
-        failed = self._record_result is not None and bool(self._record_result(result))
+        record_result = self._record_result
+        failed = record_result is not None and bool(record_result(result))
         duration = end - start
         if not failed and duration <= self._slow_after and not self.events.active:
             # A quick success with nobody listening: _record's work, minus what
@@ -228,7 +229,7 @@ class CircuitBreaker(BreakerStateMachine):
             view = self._store.view()
             if view.state is _CLOSED and view.generation == generation:
                 window = self._window
-                window.record(False, False, end)
+                window.record_success(end)
                 if window.failed or window.slow:
                     self._apply_thresholds(view, end)
                 return result

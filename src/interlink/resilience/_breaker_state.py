@@ -55,6 +55,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+from math import floor as _floor
 from typing import NamedTuple, Protocol
 
 __all__ = [
@@ -220,6 +221,10 @@ class SlidingWindow(Protocol):
 
     def record(self, failed: bool, slow: bool, now: float) -> None: ...
 
+    def record_success(self, now: float) -> None:
+        """``record(False, False, now)``, for the breaker's hot path."""
+        ...
+
     def expire(self, now: float) -> None: ...
 
     def clear(self) -> None: ...
@@ -253,6 +258,20 @@ class CountWindow:
             self.slow += slow
         else:
             ring[i] = 0
+        i += 1
+        self._next = 0 if i == self._size else i
+
+    def record_success(self, now: float) -> None:
+        """``record(False, False, now)``, for the breaker's hot path."""
+        i = self._next
+        if self.total == self._size:
+            old = self._ring[i]
+            if old:
+                self.failed -= old & 1
+                self.slow -= old >> 1
+                self._ring[i] = 0
+        else:
+            self.total += 1
         i += 1
         self._next = 0 if i == self._size else i
 
@@ -296,6 +315,14 @@ class TimeWindow:
         if slow:
             self._slows[i] += 1
             self.slow += 1
+
+    def record_success(self, now: float) -> None:
+        """``record(False, False, now)``, for the breaker's hot path."""
+        second = _floor(now)
+        if second != self._newest:
+            self._roll(second)
+        self._totals[second % self._size] += 1
+        self.total += 1
 
     def expire(self, now: float) -> None:
         second = math.floor(now)
