@@ -784,3 +784,17 @@ def test_repr_names_the_client_and_hides_secrets() -> None:
     assert (
         repr(client) == "ApiClient(name='x', base_url='https://bob:***@api.example/v1?api_key=***')"
     )
+
+
+async def test_a_fallback_cannot_stand_in_for_a_stream_or_a_page(upstream: FakeUpstream) -> None:
+    upstream.route("GET", "/items").reply(503)
+    resilience = {"retry": {"max_attempts": 1}, "fallback": {"items": []}}
+    async with ApiClient(upstream.url, resilience=resilience) as client:
+        assert await client.get("/items") == {"items": []}  # a body: the fallback answers
+        with pytest.raises(ConfigError, match=r"ApiClient.stream cannot run .* with a fallback"):
+            async with client.stream("GET", "/items"):
+                pass
+        with pytest.raises(ConfigError, match=r"ApiClient.paginate cannot run .* fallback"):
+            async for _ in client.paginate("/items"):
+                pass
+    assert len(upstream.requests) == 2  # the stream was refused before anything was sent

@@ -32,7 +32,7 @@ from interlink.client._quota import Quota
 from interlink.client._redact import redact_url
 from interlink.client._transport import AiohttpTransport
 from interlink.core.clock import SYSTEM_CLOCK, Clock
-from interlink.core.errors import ClientError, ResponseValidationError
+from interlink.core.errors import ClientError, ConfigError, ResponseValidationError
 from interlink.resilience import EVENTS, EventHub, Pipeline, RateLimiter, idempotent
 from interlink.resilience import _validate as check
 
@@ -323,6 +323,7 @@ class ApiClient:
         request, pipeline, same_origin = self._builder.build(
             method, path_or_url, params, json, data, content, headers, idempotency_key
         )
+        _no_fallback(pipeline, "stream")
         runner = self._runner
         authed = same_origin and runner.has_auth
         opened: list[StreamingResponse] = []
@@ -371,7 +372,13 @@ class ApiClient:
         )
 
     async def _fetch_page(self, url: str, params: list[tuple[str, str]]) -> Response:
-        response: Response = await self.request("GET", url, params=params, raw=True)
+        response = await self.request("GET", url, params=params, raw=True)
+        if type(response) is not Response:  # only a fallback answers with something else
+            raise ConfigError(
+                "ApiClient.paginate cannot run through a pipeline with a fallback: the "
+                f"fallback answered {type(response).__name__}, not a page; use a client "
+                "without one for listings"
+            )
         return response
 
     # -- health and lifecycle ---------------------------------------------------
@@ -415,3 +422,12 @@ class ApiClient:
 
     def __repr__(self) -> str:
         return f"ApiClient(name={self.name!r}, base_url={redact_url(self.base_url)!r})"
+
+
+def _no_fallback(pipeline: Pipeline, what: str) -> None:
+    """A fallback's value can stand in for a body, not for a stream: say so."""
+    if pipeline.fallback is not None:
+        raise ConfigError(
+            f"ApiClient.{what} cannot run through a pipeline with a fallback: a fallback "
+            "value is not a stream; use a client without one for streams"
+        )
