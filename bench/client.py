@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
 import platform
 import statistics
@@ -65,6 +64,7 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from _report import report
 from _upstream_app import PATH, Placement, cpu_seconds, start_upstream
 from interlink.client import ApiClient
 
@@ -558,11 +558,7 @@ def main(argv: list[str] | None = None) -> int:
             result = uvloop.run(coroutine)
         else:
             result = asyncio.run(coroutine)
-    text = json.dumps(result, indent=2)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text + "\n")
-    sys.stdout.write(text + "\n")
-    return 0
+    return report(result, RESULTS)
 
 
 if __name__ == "__main__":

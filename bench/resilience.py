@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import platform
 import statistics
 import sys
@@ -36,6 +35,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from tenacity import AsyncRetrying, retry, stop_after_attempt, wait_random_exponential
 
+from _report import report as write_report
 from interlink.resilience import (
     AdaptiveThrottle,
     Bulkhead,
@@ -259,11 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7, help="repeats per case (7)")
     args = parser.parse_args(argv)
     result = asyncio.run(main_async(args.calls, args.repeats))
-    text = json.dumps(result, indent=2)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text + "\n")
-    sys.stdout.write(text + "\n")
-    return 0
+    return write_report(result, RESULTS)
 
 
 if __name__ == "__main__":

@@ -649,3 +649,21 @@ def test_a_config_that_is_not_a_mapping_is_a_config_error() -> None:
 def test_a_budget_without_a_retry_or_hedge_to_spend_it_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="Pipeline budget must be given with a retry or a hedge"):
         Pipeline(budget=RetryBudget(), breaker=CircuitBreaker())
+
+
+def test_replace_shares_the_parts_and_swaps_only_those_given() -> None:
+    pipeline = Pipeline.from_dict({"retry": {"max_attempts": 2}, "circuit_breaker": {}}, name="p")
+    limiter = RateLimiter(rate=5)
+    replaced = pipeline.replace(rate_limiter=limiter, breaker=None)
+    assert replaced.retry is pipeline.retry
+    assert replaced.rate_limiter is limiter
+    assert replaced.breaker is None
+    assert pipeline.breaker is not None  # the original stays as it was
+    assert pipeline.rate_limiter is None
+    assert (replaced.name, replaced.clock, replaced.config) == (
+        "p",
+        pipeline.clock,
+        pipeline.config,
+    )
+    with pytest.raises(ConfigError, match=r"Pipeline\.replace circuit_breaker must be one of"):
+        pipeline.replace(circuit_breaker=None)

@@ -91,22 +91,7 @@ def with_rate_limiter(pipeline: Pipeline, limiter: RateLimiter) -> Pipeline:
             "ApiClient rate_limiter must be None when resilience= already has a rate limiter "
             f"({pipeline.rate_limiter!r}); pass one or the other"
         )
-    combined = Pipeline(
-        fallback=pipeline.fallback,
-        deadline=pipeline.deadline,
-        retry=pipeline.retry,
-        budget=pipeline.budget,
-        hedge=pipeline.hedge,
-        throttle=pipeline.throttle,
-        breaker=pipeline.breaker,
-        bulkhead=pipeline.bulkhead,
-        rate_limiter=limiter,
-        timeout=pipeline.timeout,
-        name=pipeline.name,
-        clock=pipeline.clock,
-    )
-    combined.config = pipeline.config
-    return combined
+    return pipeline.replace(rate_limiter=limiter)
 
 
 class PipelineFactory:

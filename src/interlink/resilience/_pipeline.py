@@ -227,6 +227,26 @@ class Pipeline(Policy):
             return _awaited(fn(*args, **kwargs))
         return cast("Coroutine[Any, Any, T]", head(*self._rest, fn, *args, **kwargs))
 
+    def replace(self, **parts: Any) -> Pipeline:
+        """A new pipeline with the same parts (shared, not copied), but for those given.
+
+        ``pipeline.replace(rate_limiter=limiter)``; a part given as ``None`` is
+        dropped. The name, clock and ``config`` carry over.
+        """
+        unknown = sorted(set(parts) - set(ORDER) - {"budget"})
+        if unknown:
+            check.fail(
+                "Pipeline.replace",
+                unknown[0],
+                f"one of {', '.join(ORDER)}, budget",
+                parts[unknown[0]],
+            )
+        current: dict[str, Any] = {name: getattr(self, name) for name in (*ORDER, "budget")}
+        current.update(parts)
+        replaced = Pipeline(**current, name=self.name, clock=self.clock)
+        replaced.config = self.config
+        return replaced
+
     @classmethod
     def from_dict(
         cls, mapping: Mapping[str, Any], *, name: str | None = None, clock: Clock | None = None
