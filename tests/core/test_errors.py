@@ -51,3 +51,22 @@ def test_retry_exhausted_reports_attempts_elapsed_and_last_result() -> None:
         {"status": 503},
         None,
     )
+
+
+def test_publish_error_says_which_message_and_why() -> None:
+    err = errors.PublishError("not confirmed", queue="orders", message_id="m1", reason="timeout")
+    assert isinstance(err, errors.MessagingError)
+    assert (err.queue, err.message_id, err.reason) == ("orders", "m1", "timeout")
+
+
+def test_delivery_error_names_the_message_left_unacknowledged() -> None:
+    err = errors.DeliveryError("could not dead-letter", queue="orders", message_id="m2")
+    assert isinstance(err, errors.MessagingError)
+    assert (err.queue, err.message_id) == ("orders", "m2")
+
+
+def test_an_unknown_dead_letter_is_a_key_error_with_a_readable_message() -> None:
+    err = errors.DeadLetterNotFoundError("dl-9", queue="orders.dlq")
+    assert isinstance(err, KeyError)
+    assert str(err) == "no dead letter with id 'dl-9'"
+    assert err.dead_letter_id == "dl-9"

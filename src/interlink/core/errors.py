@@ -10,7 +10,7 @@ A caller can catch exactly as much as it means to::
     │   ├── ConnectError                 could not connect: the request never left
     │   ├── ConnectionLostError          the connection broke after the request was sent
     │   └── ResponseValidationError      the body did not match the expected model
-    └── ResilienceError                  a resilience policy decided, not the callee
+    ├── ResilienceError                  a resilience policy decided, not the callee
         ├── RejectedError                refused locally, the protected call never ran
         │   ├── CircuitOpenError         the breaker is open, or half-open with no probe free
         │   │   └── CircuitForcedOpenError   an operator forced it open
@@ -20,6 +20,10 @@ A caller can catch exactly as much as it means to::
         ├── RetryExhaustedError          every attempt failed; ``__cause__`` is the last error
         ├── DeadlineExceededError        the overall deadline passed (also a ``TimeoutError``)
         └── AttemptTimeoutError          one attempt ran too long (also a ``TimeoutError``)
+    └── MessagingError                   a broker or worker operation failed (``queue``)
+        ├── PublishError                 the message is not known to be durable: never "sent"
+        ├── DeliveryError                a delivery could not be settled; it stays unacked
+        └── DeadLetterNotFoundError      no dead letter has that id (also a ``KeyError``)
 
 Every ``ResilienceError`` carries ``retry_after``: the seconds after which trying
 again may succeed, or ``None`` when nobody knows.
@@ -39,7 +43,11 @@ __all__ = [
     "ConnectionLostError",
     "DeadlineExceededError",
     "HttpStatusError",
+    "DeadLetterNotFoundError",
+    "DeliveryError",
     "InterlinkError",
+    "MessagingError",
+    "PublishError",
     "RateLimitedError",
     "RejectedError",
     "ResilienceError",
@@ -227,3 +235,49 @@ class ResponseValidationError(ClientError):
     ) -> None:
         super().__init__(message, method=method, url=url, attempts=attempts)
         self.errors = errors
+
+
+class MessagingError(InterlinkError):
+    """A broker or worker operation failed. ``queue`` names the queue, or ``""``."""
+
+    def __init__(self, message: str, *, queue: str = "") -> None:
+        super().__init__(message)
+        self.queue = queue
+
+
+class PublishError(MessagingError):
+    """A publish did not become durable, so it must not be treated as sent.
+
+    ``reason`` is one of ``"nack"`` (the broker refused it), ``"timeout"`` (no
+    confirmation in time), ``"unroutable"`` (no queue took it),
+    ``"disconnected"`` (no connection within the wait) or ``"refused"`` (the
+    storage rejected the write). ``message_id`` is the id the message carried.
+    """
+
+    def __init__(self, message: str, *, queue: str = "", message_id: str = "", reason: str) -> None:
+        super().__init__(message, queue=queue)
+        self.message_id = message_id
+        self.reason = reason
+
+
+class DeliveryError(MessagingError):
+    """Settling a delivery (ack, retry, dead-letter) could not be confirmed.
+
+    The message stays unacknowledged, so the broker delivers it again: nothing
+    is lost, at the price of a possible duplicate. ``message_id`` names it.
+    """
+
+    def __init__(self, message: str, *, queue: str = "", message_id: str = "") -> None:
+        super().__init__(message, queue=queue)
+        self.message_id = message_id
+
+
+class DeadLetterNotFoundError(MessagingError, KeyError):
+    """No dead letter has this id (it was replayed, purged, or never existed)."""
+
+    def __init__(self, dead_letter_id: str, *, queue: str = "") -> None:
+        super().__init__(f"no dead letter with id {dead_letter_id!r}", queue=queue)
+        self.dead_letter_id = dead_letter_id
+
+    def __str__(self) -> str:  # KeyError would quote the message again
+        return str(self.args[0])
