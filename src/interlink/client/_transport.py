@@ -249,7 +249,9 @@ class AiohttpTransport:
 
     async def send(self, request: Request) -> Response:
         session = self._session
-        if session is None or session.closed or self._loop is not _running_loop():
+        # The event loop is checked only when aiohttp fails: asking for the
+        # running loop costs a getpid() system call per request on Python 3.11.
+        if session is None or session.closed:
             session = self._session_for(request)  # opens it, or raises
         url = request.url if not request.params else request.full_url()
         headers = request.headers
@@ -284,6 +286,9 @@ class AiohttpTransport:
         except _AIOHTTP_ERRORS as exc:
             error = _aiohttp_error(exc, request, url)
             raise error from error.__cause__
+        except RuntimeError:  # aiohttp's own complaint when driven from another event loop
+            self._session_for(request)  # raises the clear error if that is what happened
+            raise
 
     async def stream(self, request: Request) -> StreamingResponse:
         session = self._session_for(request)
