@@ -13,6 +13,7 @@ from interlink.messaging._broker import (
     open_broker,
 )
 from interlink.messaging._dead_letters import DeadLetter, DeadLetters, Failure, describe_failure
+from interlink.messaging._memory import MemoryBroker
 from interlink.messaging._message import (
     HEADER_REPLAYED_FROM,
     Message,
@@ -29,6 +30,7 @@ __all__ = [
     "DeadLetters",
     "Delivery",
     "Failure",
+    "MemoryBroker",
     "Message",
     "QueueStats",
     "decode_body",
