@@ -30,38 +30,38 @@ What it models and how:
 Cost per operation is O(log n) (a heap per queue, ordered by the time a
 message becomes available, then publish order); ``stats`` and the
 dead-letter queries scan, which suits inspection, not hot paths.
+
+This module holds the broker itself: its URL, fault injection, sessions and
+the ``Broker`` contract. The rest of the backend is in ``_memory_store``
+(messages, queues, leases and the named stores), ``_memory_consumer``
+(consumers and deliveries) and ``_memory_dead_letters``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import heapq
-import itertools
-import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Self
 from urllib.parse import urlsplit
 
-from interlink.core.clock import SYSTEM_CLOCK, Clock, TimerHandle
+from interlink.core.clock import SYSTEM_CLOCK, Clock
 from interlink.core.durations import parse_duration
-from interlink.core.errors import (
-    ConfigError,
-    DeadLetterNotFoundError,
-    MessagingError,
-    PublishError,
+from interlink.core.errors import ConfigError, MessagingError, PublishError
+from interlink.messaging._broker import Broker, Consumer, QueueStats, url_options
+from interlink.messaging._dead_letters import DeadLetters
+from interlink.messaging._memory_consumer import _check_delay, _MemoryConsumer, _MemoryDelivery
+from interlink.messaging._memory_dead_letters import _MemoryDeadLetters
+from interlink.messaging._memory_store import (
+    _EPSILON,
+    _NAMED,
+    _Entry,
+    _Lease,
+    _lose,
+    _Session,
+    _Store,
 )
-from interlink.messaging._broker import (
-    Broker,
-    Consumer,
-    Delivery,
-    QueueStats,
-    settle_error,
-    url_options,
-)
-from interlink.messaging._dead_letters import DeadLetter, DeadLetters, Failure
 from interlink.messaging._message import (
     HEADER_ORDERING_KEY,
-    HEADER_REPLAYED_FROM,
     Message,
     encode_body,
     new_message_id,
@@ -71,170 +71,7 @@ from interlink.messaging._message import (
 
 __all__ = ["MemoryBroker"]
 
-_List = list  # ``DeadLetters.list`` shadows the builtin inside the class
-
-# Float wall times: a message due at t is available at t even when the clock,
-# after adding the delay, lands one rounding step short of it.
-_EPSILON = 1e-6
-
 _URL_OPTIONS = {"visibility_timeout": "a duration such as '30s' (default 30s)"}
-
-_seq = itertools.count()
-
-
-class _Entry:
-    """One stored message and where it is in its life."""
-
-    __slots__ = (
-        "attempt",
-        "available_at",
-        "body",
-        "content_type",
-        "deliveries",
-        "headers",
-        "id",
-        "published_at",
-        "queue",
-        "seq",
-    )
-
-    def __init__(
-        self,
-        *,
-        queue: str,
-        message_id: str,
-        body: bytes,
-        headers: dict[str, str],
-        content_type: str,
-        published_at: float,
-        available_at: float,
-    ) -> None:
-        self.queue = queue
-        self.id = message_id
-        self.body = body
-        self.headers = headers
-        self.content_type = content_type
-        self.published_at = published_at
-        self.available_at = available_at
-        self.attempt = 1
-        self.deliveries = 0  # deliveries of this attempt so far, plus attempt - 1
-        self.seq = next(_seq)
-
-
-class _Session:
-    """One open period of one ``MemoryBroker``: its leases end with it."""
-
-    __slots__ = ("leases", "open", "visibility_timeout")
-
-    def __init__(self, visibility_timeout: float) -> None:
-        self.open = True
-        self.visibility_timeout = visibility_timeout
-        self.leases: set[_Lease] = set()
-
-
-class _Lease:
-    """A delivery's hold on its message; ``active`` until settled or lost."""
-
-    __slots__ = ("active", "consumer", "entry", "home", "session")
-
-    def __init__(
-        self, entry: _Entry, home: _Queue, session: _Session, consumer: _MemoryConsumer
-    ) -> None:
-        self.entry = entry
-        self.home = home
-        self.session = session
-        self.consumer = consumer
-        self.active = True  # held while its session is open, however long
-
-
-class _Queue:
-    """One queue's messages: available/delayed in one heap, leased ones aside."""
-
-    __slots__ = ("expiring", "heap", "leased", "waiters")
-
-    def __init__(self) -> None:
-        self.heap: list[tuple[float, int, _Entry]] = []
-        self.leased: set[_Lease] = set()
-        # leases of closed brokers, by the time they run out
-        self.expiring: list[tuple[float, int, _Lease]] = []
-        self.waiters: set[asyncio.Future[None]] = set()
-
-    def push(self, entry: _Entry) -> None:
-        heapq.heappush(self.heap, (entry.available_at, entry.seq, entry))
-        self.wake()
-
-    def wake(self) -> None:
-        for waiter in tuple(self.waiters):
-            _resolve(waiter)
-
-    def reclaim(self, now: float) -> None:
-        """Put back every message whose closed broker's lease has run out."""
-        while self.expiring and self.expiring[0][0] <= now + _EPSILON:
-            expires_at, _, lease = heapq.heappop(self.expiring)
-            if lease.active:
-                _lose(lease)
-                lease.entry.available_at = expires_at
-                self.push(lease.entry)
-
-    def next_due(self) -> float | None:
-        """When the next message becomes available (a due time or a lease running out)."""
-        due = [self.heap[0][0]] if self.heap else []
-        if self.expiring:
-            due.append(self.expiring[0][0])
-        return min(due) if due else None
-
-
-class _Store:
-    """Everything a broker holds: shared by every ``memory://name`` of one name."""
-
-    __slots__ = ("dead_letters", "queues", "refused")
-
-    def __init__(self) -> None:
-        self.queues: dict[str, _Queue] = {}
-        self.dead_letters: dict[str, DeadLetter] = {}  # insertion order: oldest first
-        self.refused: set[str] = set()
-
-    def queue(self, name: str) -> _Queue:
-        found = self.queues.get(name)
-        if found is None:
-            found = self.queues[name] = _Queue()
-        return found
-
-    def refuse(self, queue: str, message_id: str) -> None:
-        if queue in self.refused:
-            raise PublishError(
-                f"the memory broker refuses writes to {queue!r} (refuse_publishes); "
-                f"message {message_id} was not stored",
-                queue=queue,
-                message_id=message_id,
-                reason="refused",
-            )
-
-
-_NAMED: dict[str, _Store] = {}
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done() and not waiter.get_loop().is_closed():
-        waiter.set_result(None)
-
-
-def _lose(lease: _Lease) -> None:
-    """End a lease: the delivery no longer holds its message nor a prefetch slot."""
-    lease.active = False
-    lease.session.leases.discard(lease)
-    lease.home.leased.discard(lease)
-    consumer = lease.consumer
-    consumer._unsettled -= 1
-    consumer._wake()
-
-
-def _check_delay(delay: object, what: str) -> float:
-    if isinstance(delay, bool) or not isinstance(delay, int | float):
-        raise ConfigError(f"{what} must be a number of seconds, got {delay!r}")
-    if not math.isfinite(delay) or delay < 0:
-        raise ConfigError(f"{what} must be finite and >= 0 seconds, got {delay!r}")
-    return float(delay)
 
 
 class MemoryBroker(Broker):
@@ -328,7 +165,7 @@ class MemoryBroker(Broker):
         Settling one of the old deliveries afterwards raises
         ``DeliveryError``. Returns how many deliveries lost their lease.
         """
-        names = [queue] if queue is not None else _List(self._store.queues)
+        names = [queue] if queue is not None else list(self._store.queues)
         now = self.clock.wall()
         lost = 0
         for name in names:
@@ -487,239 +324,3 @@ class MemoryBroker(Broker):
     def __repr__(self) -> str:
         state = "open" if self._session.open else "closed"
         return f"<MemoryBroker {self.url} queues={len(self._store.queues)} {state}>"
-
-
-class _MemoryConsumer(Consumer):
-    """Yields deliveries as they become available; never fetches ahead."""
-
-    def __init__(self, broker: MemoryBroker, queue: str, prefetch: int) -> None:
-        self._broker = broker
-        self.queue = queue
-        self.prefetch = prefetch
-        self._unsettled = 0
-        self._stopped = False
-        self._slot_waiter: asyncio.Future[None] | None = None
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> Delivery:
-        broker = self._broker
-        session = broker._session
-        while True:
-            if self._stopped or not session.open:
-                raise StopAsyncIteration
-            if self._unsettled >= self.prefetch:
-                await self._wait(None, on_queue=False)
-                continue
-            now = broker.clock.wall()
-            delivery = broker._take(self, now)
-            if delivery is not None:
-                return delivery
-            await self._wait(broker._store.queue(self.queue).next_due(), on_queue=True)
-
-    async def _wait(self, due: float | None, *, on_queue: bool) -> None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        stored = self._broker._store.queue(self.queue)
-        if on_queue:
-            stored.waiters.add(waiter)
-        else:
-            self._slot_waiter = waiter
-        timer: TimerHandle | None = None
-        if due is not None:
-            clock = self._broker.clock
-            timer = clock.call_later(max(due - clock.wall(), 0.0), lambda: _resolve(waiter))
-        try:
-            await waiter
-        finally:
-            stored.waiters.discard(waiter)
-            self._slot_waiter = None
-            if timer is not None:
-                timer.cancel()
-
-    def _wake(self) -> None:
-        if self._slot_waiter is not None:
-            _resolve(self._slot_waiter)
-
-    def _stop(self) -> None:
-        self._stopped = True
-        self._broker._consumers.discard(self)
-        self._wake()
-        self._broker._store.queue(self.queue).wake()
-
-    async def cancel(self) -> None:
-        """Stop: the iteration ends. Nothing is fetched ahead, so nothing is released."""
-        self._stop()
-
-    def __repr__(self) -> str:
-        return (
-            f"<MemoryConsumer {self.queue!r} prefetch={self.prefetch} "
-            f"unsettled={self._unsettled}{' stopped' if self._stopped else ''}>"
-        )
-
-
-class _MemoryDelivery(Delivery):
-    __slots__ = ("_broker", "_lease")
-
-    def __init__(self, message: Message, broker: MemoryBroker, lease: _Lease) -> None:
-        super().__init__(message)
-        self._broker = broker
-        self._lease = lease
-
-    def _hold(self, action: str) -> _Lease:
-        """The lease, still ours, or the ``DeliveryError`` saying why not."""
-        lease = self._lease
-        if not lease.session.open:
-            raise settle_error(action, self.message, MessagingError("the broker was closed"))
-        if not lease.active:
-            raise settle_error(
-                action,
-                self.message,
-                MessagingError("its lease expired and it was made available again"),
-            )
-        return lease
-
-    def _requeue(self, lease: _Lease, delay: float | None) -> None:
-        """Back into the queue after ``delay``; ``None``: at its old place in line."""
-        _lose(lease)
-        entry = lease.entry
-        if delay is not None:
-            entry.available_at = self._broker.clock.wall() + delay
-        lease.home.push(entry)
-
-    async def _ack(self) -> None:
-        _lose(self._hold("ack"))
-
-    async def _retry(self, delay: float, headers: dict[str, str]) -> None:
-        delay = _check_delay(delay, "retry delay")
-        merged = validate_headers(headers)
-        lease = self._hold("retry")
-        try:
-            self._broker._store.refuse(self.message.queue, self.message.id)
-        except PublishError as exc:
-            raise settle_error("retry", self.message, exc) from exc
-        entry = lease.entry
-        entry.headers = {**entry.headers, **merged}
-        entry.attempt += 1
-        entry.deliveries = entry.attempt - 1
-        self._requeue(lease, delay)
-
-    async def _dead_letter(self, failure: Failure, dead_letter_queue: str) -> None:
-        dead_letter_queue = validate_queue_name(dead_letter_queue)
-        lease = self._hold("dead-letter")
-        store = self._broker._store
-        try:
-            store.refuse(dead_letter_queue, self.message.id)
-        except PublishError as exc:
-            raise settle_error("dead-letter", self.message, exc) from exc
-        record = DeadLetter(
-            id=new_message_id(),
-            message=self.message,
-            failure=failure,
-            source_queue=self.message.queue,
-            dead_letter_queue=dead_letter_queue,
-            dead_lettered_at=self._broker.clock.wall(),
-        )
-        store.dead_letters[record.id] = record
-        _lose(lease)
-
-    async def _release(self, delay: float) -> None:
-        delay = _check_delay(delay, "release delay")
-        # Released at once, it keeps its place: FIFO survives a shutdown.
-        self._requeue(self._hold("release"), delay or None)
-
-    async def extend(self) -> None:
-        """Check the lease is still held (it is renewed while the broker is open).
-
-        ``DeliveryError`` when the broker closed or the lease was lost
-        (``expire_leases``): the message will be, or was, delivered again.
-        """
-        if not self.settled:
-            self._hold("extend")
-
-
-class _MemoryDeadLetters(DeadLetters):
-    """Dead letters kept in the store, oldest first."""
-
-    def __init__(self, broker: MemoryBroker) -> None:
-        self._broker = broker
-
-    def _matching(
-        self, queue: str | None, dead_letter_queue: str | None, error_type: str | None = None
-    ) -> Iterator[DeadLetter]:
-        self._broker._require_open()
-        for record in self._broker._store.dead_letters.values():
-            if queue is not None and record.source_queue != queue:
-                continue
-            if dead_letter_queue is not None and record.dead_letter_queue != dead_letter_queue:
-                continue
-            if error_type is not None and record.failure.error_type != error_type:
-                continue
-            yield record
-
-    async def list(
-        self,
-        *,
-        queue: str | None = None,
-        dead_letter_queue: str | None = None,
-        error_type: str | None = None,
-        limit: int = 100,
-    ) -> _List[DeadLetter]:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ConfigError(f"limit must be an integer >= 0, got {limit!r}")
-        return list(itertools.islice(self._matching(queue, dead_letter_queue, error_type), limit))
-
-    async def get(self, dead_letter_id: str) -> DeadLetter:
-        self._broker._require_open()
-        record = self._broker._store.dead_letters.get(dead_letter_id)
-        if record is None:
-            raise DeadLetterNotFoundError(dead_letter_id)
-        return record
-
-    async def count(self, *, queue: str | None = None, dead_letter_queue: str | None = None) -> int:
-        return sum(1 for _ in self._matching(queue, dead_letter_queue))
-
-    async def replay(self, dead_letter_ids: Sequence[str]) -> _List[str]:
-        if isinstance(dead_letter_ids, str):
-            raise ConfigError("replay takes a list of dead letter ids, not one string")
-        self._broker._require_open()
-        store = self._broker._store
-        records = [await self.get(dl_id) for dl_id in dict.fromkeys(dead_letter_ids)]
-        for record in records:
-            store.refuse(record.source_queue, record.message.id)
-        sent: _List[str] = []
-        now = self._broker.clock.wall()
-        for record in records:
-            original = record.message
-            entry = _Entry(
-                queue=record.source_queue,
-                message_id=original.id,
-                body=original.body,
-                headers={**original.headers, HEADER_REPLAYED_FROM: record.id},
-                content_type=original.content_type,
-                published_at=now,
-                available_at=now,
-            )
-            store.queue(record.source_queue).push(entry)
-            del store.dead_letters[record.id]
-            sent.append(original.id)
-        return sent
-
-    async def purge(
-        self,
-        dead_letter_ids: Sequence[str] | None = None,
-        *,
-        queue: str | None = None,
-        dead_letter_queue: str | None = None,
-    ) -> int:
-        if isinstance(dead_letter_ids, str):
-            raise ConfigError("purge takes a list of dead letter ids, not one string")
-        wanted = None if dead_letter_ids is None else set(dead_letter_ids)
-        doomed = [
-            record.id
-            for record in self._matching(queue, dead_letter_queue)
-            if wanted is None or record.id in wanted
-        ]
-        for dl_id in doomed:
-            del self._broker._store.dead_letters[dl_id]
-        return len(doomed)
