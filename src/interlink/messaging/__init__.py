@@ -21,6 +21,7 @@ from interlink.messaging._message import (
     encode_body,
     new_message_id,
 )
+from interlink.messaging._sqlite import SqliteBroker
 
 __all__ = [
     "HEADER_REPLAYED_FROM",
@@ -33,6 +34,7 @@ __all__ = [
     "MemoryBroker",
     "Message",
     "QueueStats",
+    "SqliteBroker",
     "decode_body",
     "default_dead_letter_queue",
     "describe_failure",

@@ -17,6 +17,7 @@ import datetime as dt
 import decimal
 import enum
 import json
+import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -80,8 +81,13 @@ class Message:
 
 
 def new_message_id() -> str:
-    """A fresh, unique message id (32 hex digits)."""
-    return uuid.uuid4().hex
+    """A fresh, unique message id (32 hex digits: a random UUID 4 without dashes)."""
+    # What uuid.uuid4().hex gives, in a third of its time: that call cost more
+    # than the rest of a publish on the SQLite backend.
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw.hex()
 
 
 def _default(value: object) -> object:

@@ -1,0 +1,297 @@
+"""The SQLite broker's own promises: its URL, its file, its schema, its life cycle."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from interlink.core.errors import ConfigError, DeliveryError, MessagingError, PublishError
+from interlink.messaging import SqliteBroker, open_broker
+from interlink.messaging._sqlite_store import SCHEMA_VERSION
+from interlink.testing import FakeClock
+
+
+@pytest.fixture
+async def broker(tmp_path: Path, clock: FakeClock) -> AsyncIterator[SqliteBroker]:
+    opened = SqliteBroker(str(tmp_path / "b.db"), clock=clock)
+    await opened.start()
+    yield opened
+    await opened.close()
+
+
+def _query(path: Path, sql: str) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+# -- the URL ----------------------------------------------------------------------
+
+
+async def test_an_absolute_url_opens_that_file_with_its_options(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    url = f"sqlite:///{path}?synchronous=normal&visibility_timeout=2m&poll_interval=250ms&busy_timeout=1"
+    broker = await open_broker(url)
+    try:
+        assert isinstance(broker, SqliteBroker)
+        assert broker.url == url
+        assert broker.path == str(path)
+        assert (broker.visibility_timeout, broker.poll_interval, broker.busy_timeout) == (
+            120.0,
+            0.25,
+            1.0,
+        )
+        assert broker.synchronous == "NORMAL"
+        assert path.exists()
+    finally:
+        await broker.close()
+
+
+async def test_a_relative_url_is_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    broker = await open_broker("sqlite:///rel%20ative.db")
+    try:
+        assert broker.path == "rel ative.db"
+        assert (tmp_path / "rel ative.db").exists()
+    finally:
+        await broker.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("sqlite://host/x.db", "names a file, not a host"),
+        ("sqlite://", "no file in"),
+        ("sqlite:///", "no file in"),
+        ("sqlite:///x.db?colour=blue", "unknown option 'colour'"),
+        ("sqlite:///x.db?synchronous=OFF", "synchronous must be FULL or NORMAL"),
+        ("sqlite:///x.db?visibility_timeout=0s", "option visibility_timeout"),
+        ("sqlite:///x.db?poll_interval=soon", "option poll_interval"),
+        ("sqlite:///x.db?busy_timeout=-1", "option busy_timeout"),
+        ("sqlite:///:memory:", "needs a file on disk"),
+        ("sqlite:///file:x.db", "needs a file on disk"),
+    ],
+)
+async def test_a_bad_url_is_a_config_error_saying_what_is_wrong(url: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        await open_broker(url)
+
+
+def test_the_constructor_checks_its_arguments() -> None:
+    with pytest.raises(ConfigError, match="needs a file path"):
+        SqliteBroker("  ")
+    with pytest.raises(ConfigError, match="synchronous"):
+        SqliteBroker("x.db", synchronous=2)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="not an sqlite:// URL"):
+        SqliteBroker.from_url("memory://x")
+
+
+# -- the file -----------------------------------------------------------------------
+
+
+async def test_a_missing_directory_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "q.db"
+    with pytest.raises(ConfigError, match=r"directory .*nope.* does not exist"):
+        await open_broker(f"sqlite:///{missing}")
+    assert not missing.parent.exists()
+
+
+async def test_a_directory_in_place_of_the_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="it is a directory"):
+        await open_broker(f"sqlite:///{tmp_path}")
+
+
+async def test_a_file_that_is_not_a_database_is_a_config_error_and_stays_untouched(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"these are my notes, not a database" * 100)
+    with pytest.raises(ConfigError, match=r"notes\.txt.*not a database"):
+        await open_broker(f"sqlite:///{path}")
+    assert path.read_bytes().startswith(b"these are my notes")
+
+
+async def test_a_path_under_a_file_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(ConfigError, match="plain"):
+        await open_broker(f"sqlite:///{tmp_path / 'plain' / 'q.db'}")
+
+
+async def test_the_file_is_in_wal_mode_with_a_versioned_schema(
+    broker: SqliteBroker, tmp_path: Path
+) -> None:
+    path = tmp_path / "b.db"
+    assert _query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert _query(path, "PRAGMA journal_mode") == [("wal",)]
+    names = {row[0] for row in _query(path, "SELECT name FROM sqlite_master")}
+    assert {"messages", "dead_letters", "messages_ready"} <= names
+
+
+async def test_a_newer_schema_is_refused_not_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(ConfigError, match="newer than this interlink"):
+        await open_broker(f"sqlite:///{path}")
+    assert _query(path, "PRAGMA user_version") == [(SCHEMA_VERSION + 1,)]
+
+
+async def test_another_applications_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE users (id INTEGER)")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    conn.close()
+    with pytest.raises(ConfigError, match="another application"):
+        await open_broker(f"sqlite:///{path}")
+
+
+async def test_reopening_keeps_the_schema_and_the_messages(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    first = await open_broker(url)
+    await first.publish("q", b"kept")
+    await first.close()
+    second = await open_broker(url)
+    try:
+        assert (await second.stats("q")).ready == 1
+    finally:
+        await second.close()
+
+
+# -- durability settings ------------------------------------------------------------
+
+
+async def read_synchronous(broker: SqliteBroker) -> object:
+    """``PRAGMA synchronous`` as the broker's own connection sees it (2 FULL, 1 NORMAL)."""
+    return await broker._call(lambda conn, _now: conn.execute("PRAGMA synchronous").fetchone()[0])
+
+
+async def test_synchronous_is_full_by_default(broker: SqliteBroker) -> None:
+    assert broker.synchronous == "FULL"
+    assert await read_synchronous(broker) == 2
+
+
+async def test_synchronous_normal_is_applied_when_asked(tmp_path: Path) -> None:
+    broker = await open_broker(f"sqlite:///{tmp_path / 'n.db'}?synchronous=NORMAL")
+    try:
+        assert isinstance(broker, SqliteBroker)
+        assert await read_synchronous(broker) == 1
+    finally:
+        await broker.close()
+
+
+# -- life cycle ------------------------------------------------------------------------
+
+
+async def test_close_is_idempotent_and_stops_the_storage_thread(broker: SqliteBroker) -> None:
+    store = broker._store
+    assert store is not None
+    await broker.close()
+    await broker.close()
+    assert not store._thread.is_alive()
+    assert "closed" in repr(broker)
+
+
+async def test_everything_after_close_raises_a_clear_error(broker: SqliteBroker) -> None:
+    await broker.publish("q", b"x")
+    reader = broker.consume("q")
+    delivery = await anext(reader)
+    await broker.close()
+    with pytest.raises(PublishError, match="was closed") as caught:
+        await broker.publish("q", b"late")
+    assert caught.value.reason == "disconnected"
+    with pytest.raises(MessagingError, match="was closed"):
+        broker.consume("q")
+    with pytest.raises(MessagingError, match="was closed"):
+        await broker.stats("q")
+    with pytest.raises(MessagingError, match="was closed"):
+        await broker.ping()
+    with pytest.raises(MessagingError, match="was closed"):
+        await broker.dead_letters.count()
+    with pytest.raises(PublishError, match="was closed"):
+        await broker.dead_letters.replay(["some-id"])
+    with pytest.raises(DeliveryError, match="was closed"):
+        await delivery.ack()
+    with pytest.raises(DeliveryError, match="was closed"):
+        await delivery.extend()
+    assert not delivery.settled
+    with pytest.raises(StopAsyncIteration):
+        await anext(reader)
+    with pytest.raises(MessagingError, match="was closed"):
+        await broker.start()
+
+
+async def test_a_consumer_waiting_when_the_broker_closes_ends_its_iteration(
+    broker: SqliteBroker,
+) -> None:
+    consumer = broker.consume("q")
+    waiting = asyncio.ensure_future(anext(consumer))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    await broker.close()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiting, 5)
+
+
+async def test_nothing_works_before_start(tmp_path: Path) -> None:
+    broker = SqliteBroker(str(tmp_path / "b.db"))
+    assert broker.commits == 0
+    assert broker.synchronous == ""
+    with pytest.raises(PublishError, match=r"not started \(await start\(\)\)"):
+        await broker.publish("q", b"x")
+    await broker.close()
+
+
+async def test_start_is_idempotent_and_close_during_start_wins(tmp_path: Path) -> None:
+    broker = SqliteBroker(str(tmp_path / "b.db"))
+    await asyncio.gather(broker.start(), broker.start())
+    await broker.start()
+    assert await broker.ping() >= 0.0
+    await broker.close()
+
+    racing = SqliteBroker(str(tmp_path / "c.db"))
+    starting = asyncio.ensure_future(racing.start())
+    await asyncio.sleep(0)
+    await racing.close()
+    await starting
+    assert racing._store is not None
+    assert not racing._store._thread.is_alive()
+    with pytest.raises(PublishError):
+        await racing.publish("q", b"x")
+
+
+async def test_a_failed_start_can_be_closed_and_says_why_again(tmp_path: Path) -> None:
+    broker = SqliteBroker(str(tmp_path / "missing" / "b.db"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        await broker.start()
+    with pytest.raises(ConfigError, match="does not exist"):
+        await broker.start()
+    await broker.close()
+
+
+async def test_consume_checks_its_arguments(broker: SqliteBroker) -> None:
+    with pytest.raises(ConfigError, match="prefetch"):
+        broker.consume("q", prefetch=0)
+    with pytest.raises(ConfigError, match="prefetch"):
+        broker.consume("q", prefetch=True)
+    with pytest.raises(ConfigError, match="queue name"):
+        broker.consume("")
+
+
+async def test_publish_checks_key_and_message_id(broker: SqliteBroker) -> None:
+    with pytest.raises(ConfigError, match="key"):
+        await broker.publish("q", b"x", key="")
+    with pytest.raises(ConfigError, match="message_id"):
+        await broker.publish("q", b"x", message_id="")
+    with pytest.raises(ConfigError, match="delay"):
+        await broker.publish("q", b"x", delay=float("nan"))
+    assert (await broker.stats("q")).ready == 0
