@@ -28,6 +28,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/resilience.py
 	$(BIN)/python bench/client.py
+	$(BIN)/python bench/messaging.py
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench

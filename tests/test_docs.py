@@ -26,6 +26,7 @@ DOCS = [
     ROOT / "docs" / "resilience.md",
     ROOT / "docs" / "testing.md",
     ROOT / "docs" / "client.md",
+    ROOT / "docs" / "messaging.md",
     ROOT / "docs" / "performance.md",
     ROOT / "README.md",
 ]

@@ -12,6 +12,7 @@ PUBLIC_PACKAGES = [
     "interlink",
     "interlink.client",
     "interlink.core",
+    "interlink.messaging",
     "interlink.resilience",
     "interlink.testing",
 ]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import typer
 
+from interlink.messaging._cli import dlq_app
+
 app = typer.Typer(
     help="interlink: the integration layer of a Python service.", no_args_is_help=True
 )
+app.add_typer(dlq_app, name="dlq")
 
 
 @app.callback()
