@@ -1,11 +1,42 @@
-"""How every benchmark hands over its figures: JSON on stdout and in bench/results/."""
+"""What every benchmark shares: its progress bar, its name lists, its figures as JSON.
+
+The figures go to stdout and to bench/results/.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+
+def progress_bar(console: Console) -> Progress:
+    """The bar a benchmark shows while it measures: on a terminal only, gone when done."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+def chosen(
+    parser: argparse.ArgumentParser, text: str, known: Sequence[str], what: str
+) -> list[str]:
+    """The comma-separated names in ``text``; a usage error unless each is one of ``known``."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(known))
+    if unknown or not names:
+        parser.error(f"unknown {what} {unknown}; choose from {list(known)}")
+    return names
 
 
 def report(result: dict[str, Any], path: Path) -> int:

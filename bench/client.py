@@ -62,9 +62,9 @@ from typing import Any
 import aiohttp
 import httpx
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import Progress
 
-from _report import report
+from _report import chosen, progress_bar, report
 from _upstream_app import PATH, Placement, cpu_seconds, start_upstream
 from interlink.client import ApiClient
 
@@ -463,14 +463,7 @@ async def main_async(base_url: str, pid: int, settings: Settings) -> dict[str, A
     console = Console(stderr=True)
     load = os.getloadavg()
     placement = Placement(pid, pin=settings.pin)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    ) as progress:
+    with progress_bar(console) as progress:
         started = time.perf_counter()
         try:
             cases = await measure(base_url, pid, placement, settings, progress)
@@ -540,10 +533,7 @@ def main(argv: list[str] | None = None) -> int:
         help="do not pin the benchmark and the upstream to a CPU each in 64-task cases",
     )
     args = parser.parse_args(argv)
-    names = [name.strip() for name in args.clients.split(",") if name.strip()]
-    unknown = sorted(set(names) - set(CLIENTS))
-    if unknown or not names:
-        parser.error(f"unknown clients {unknown}; choose from {list(CLIENTS)}")
+    names = chosen(parser, args.clients, CLIENTS, "clients")
     if args.repeats < 1 or args.scale <= 0 or args.run_seconds <= 0:
         parser.error("--repeats must be >= 1, --scale and --run-seconds > 0")
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

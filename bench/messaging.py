@@ -71,7 +71,7 @@ from typing import Any
 
 import aio_pika
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import Progress
 
 from _messaging_clients import AioPika, FastStream, InterlinkBroker, InterlinkWorker, RawSqlite3
 from _messaging_common import (
@@ -91,7 +91,7 @@ from _messaging_common import (
     publish_phase,
 )
 from _messaging_report import print_summary, summarize, targets
-from _report import report
+from _report import chosen, progress_bar, report
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "messaging.json"
@@ -461,14 +461,7 @@ async def main_async(settings: Settings) -> dict[str, Any]:
         run = Run(workdir, rabbitmq_cpu, None if rabbitmq_down else settings.amqp_url)
         cases = build_cases(settings, workdir, rabbitmq_down)
         started = time.perf_counter()
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=console,
-            transient=True,
-            disable=not console.is_terminal,
-        ) as progress:
+        with progress_bar(console) as progress:
             try:
                 await measure(run, cases, settings.repeats, placement, progress)
             finally:
@@ -533,10 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         help="pin this process to the first CPU during the RabbitMQ cases (off: see Placement)",
     )
     args = parser.parse_args(argv)
-    names = [name.strip() for name in args.cases.split(",") if name.strip()]
-    unknown = sorted(set(names) - set(CASE_NAMES))
-    if unknown or not names:
-        parser.error(f"unknown cases {unknown}; choose from {list(CASE_NAMES)}")
+    names = chosen(parser, args.cases, CASE_NAMES, "cases")
     if args.repeats < 1 or args.scale <= 0:
         parser.error("--repeats must be >= 1 and --scale > 0")
     settings = Settings(names, args.repeats, args.scale, args.amqp_url, args.pin)

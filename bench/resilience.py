@@ -32,9 +32,10 @@ from typing import Any
 
 from purgatory import AsyncCircuitBreakerFactory
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import Progress
 from tenacity import AsyncRetrying, retry, stop_after_attempt, wait_random_exponential
 
+from _report import progress_bar
 from _report import report as write_report
 from interlink.resilience import (
     AdaptiveThrottle,
@@ -241,14 +242,7 @@ def report(samples: dict[str, list[float]], calls: int, repeats: int) -> dict[st
 async def main_async(calls: int, repeats: int) -> dict[str, Any]:
     console = Console(stderr=True)
     cases = await build_cases()
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    ) as progress:
+    with progress_bar(console) as progress:
         samples = await measure(cases, calls, repeats, progress)
     return report(samples, calls, repeats)
 

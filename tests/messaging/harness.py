@@ -11,14 +11,25 @@ from __future__ import annotations
 import asyncio
 import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
-from typing import ClassVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import ClassVar, TypeVar
 
 from interlink.core.clock import Clock
 from interlink.messaging import Broker
 from interlink.testing import FakeClock
 
 _counter = itertools.count(1)
+
+H = TypeVar("H", bound="Harness")
+
+
+async def holds(condition: Callable[[], bool | Awaitable[bool]]) -> bool:
+    """Whether ``condition()`` holds now, awaiting it when it answers with an awaitable."""
+    result = condition()
+    if not isinstance(result, bool):
+        result = await result
+    return result
 
 
 class Harness(ABC):
@@ -69,10 +80,7 @@ class Harness(ABC):
         """
         spent = 0.0
         while True:
-            result = condition()
-            if not isinstance(result, bool):
-                result = await result
-            if result:
+            if await holds(condition):
                 return
             if spent >= within:
                 raise AssertionError(
@@ -96,3 +104,13 @@ def register(cls: type[Harness]) -> type[Harness]:
     """Class decorator: add a backend to the shared suite."""
     HARNESSES[cls.name] = cls
     return cls
+
+
+@asynccontextmanager
+async def opened(made: H) -> AsyncIterator[H]:
+    """``made``, opened; closed on the way out (the body of every harness fixture)."""
+    await made.open()
+    try:
+        yield made
+    finally:
+        await made.close()

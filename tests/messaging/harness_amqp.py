@@ -32,7 +32,7 @@ from pamqp.commands import Basic
 from interlink.core.clock import SYSTEM_CLOCK
 from interlink.messaging._amqp import RabbitBroker
 from interlink.messaging._broker import Broker
-from tests.messaging.harness import Harness, register
+from tests.messaging.harness import Harness, holds, register
 from tests.services import RABBITMQ_URL, require_service
 
 RUN = uuid.uuid4().hex[:6]
@@ -67,10 +67,7 @@ async def until(
     """Poll ``condition`` on real time until it holds; fail after ``within`` seconds."""
     deadline = time.monotonic() + within
     while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
+        if await holds(condition):
             return
         assert time.monotonic() < deadline, f"still false after {within}s"
         await asyncio.sleep(step)

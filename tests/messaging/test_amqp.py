@@ -12,7 +12,6 @@ import datetime as dt
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiormq
@@ -39,17 +38,6 @@ from tests.messaging.harness_amqp import (
     until,
 )
 from tests.services import RABBITMQ_URL
-
-
-@pytest.fixture
-async def amqp() -> AsyncIterator[AmqpHarness]:
-    """The RabbitMQ harness alone (skipped when RabbitMQ is not running)."""
-    made = AmqpHarness()
-    await made.open()
-    try:
-        yield made
-    finally:
-        await made.close()
 
 
 def broker_of(harness: AmqpHarness) -> RabbitBroker:

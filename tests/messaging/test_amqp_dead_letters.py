@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiormq
@@ -24,17 +23,6 @@ from interlink.core.errors import (
 from interlink.messaging import Failure, RabbitBroker
 from tests.messaging.harness_amqp import AmqpHarness, delete_queues
 from tests.services import RABBITMQ_URL
-
-
-@pytest.fixture
-async def amqp() -> AsyncIterator[AmqpHarness]:
-    """The RabbitMQ harness alone (skipped when RabbitMQ is not running)."""
-    made = AmqpHarness()
-    await made.open()
-    try:
-        yield made
-    finally:
-        await made.close()
 
 
 def failure(error_type: str = "ValueError") -> Failure:
@@ -63,6 +51,15 @@ async def dead_letter(
         delivery = await asyncio.wait_for(anext(aiter(consumer)), 5)
         await delivery.dead_letter(failure(error_type), dead_letter_queue=dead_letter_queue)
     return message_id
+
+
+async def own_and_parked(amqp: AmqpHarness) -> tuple[str, str]:
+    """A queue with one dead letter in its own DLQ and one in a named DLQ: (queue, named DLQ)."""
+    assert isinstance(amqp.broker, RabbitBroker)
+    q, parked = amqp.queue(), amqp.queue("parked")
+    await dead_letter(amqp.broker, q)
+    await dead_letter(amqp.broker, q, dead_letter_queue=parked)
+    return q, parked
 
 
 async def test_a_dead_letter_id_names_its_queue(amqp: AmqpHarness) -> None:
@@ -134,9 +131,7 @@ async def test_purge_by_id_respects_the_filters_and_whole_queue_purges(
     amqp: AmqpHarness,
 ) -> None:
     assert isinstance(amqp.broker, RabbitBroker)
-    q, parked = amqp.queue(), amqp.queue("parked")
-    await dead_letter(amqp.broker, q)
-    await dead_letter(amqp.broker, q, dead_letter_queue=parked)
+    q, parked = await own_and_parked(amqp)
     letters = amqp.broker.dead_letters
     (own,) = await letters.list(dead_letter_queue=f"{q}.dlq")
     (named,) = await letters.list(dead_letter_queue=parked)
@@ -284,9 +279,7 @@ async def test_purge_by_source_in_a_named_queue_leaves_the_own_queue_alone(
     amqp: AmqpHarness,
 ) -> None:
     assert isinstance(amqp.broker, RabbitBroker)
-    q, parked = amqp.queue(), amqp.queue("parked")
-    await dead_letter(amqp.broker, q)
-    await dead_letter(amqp.broker, q, dead_letter_queue=parked)
+    q, parked = await own_and_parked(amqp)
     letters = amqp.broker.dead_letters
     assert await letters.purge(queue=q, dead_letter_queue=parked) == 1
     assert await letters.count(dead_letter_queue=f"{q}.dlq") == 1

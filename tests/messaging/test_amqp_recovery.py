@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator
 
 import aiormq
 import pytest
@@ -39,17 +38,6 @@ from tests.messaging.harness_amqp import (
 from tests.services import RABBITMQ_URL
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
-
-@pytest.fixture
-async def amqp() -> AsyncIterator[AmqpHarness]:
-    """The RabbitMQ harness alone (skipped when RabbitMQ is not running)."""
-    made = AmqpHarness()
-    await made.open()
-    try:
-        yield made
-    finally:
-        await made.close()
 
 
 class Collector:

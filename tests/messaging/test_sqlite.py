@@ -11,7 +11,7 @@ import pytest
 
 from interlink.core.errors import ConfigError, DeliveryError, MessagingError, PublishError
 from interlink.messaging import SqliteBroker, open_broker
-from interlink.messaging._sqlite_store import SCHEMA_VERSION
+from interlink.messaging._sqlite_schema import SCHEMA_VERSION
 from interlink.testing import FakeClock
 
 

@@ -11,27 +11,31 @@ from pathlib import Path
 import pytest
 
 from interlink.core.errors import ConfigError, DeliveryError, MessagingError, PublishError
-from interlink.messaging import SqliteBroker, describe_failure
+from interlink.messaging import Consumer, SqliteBroker, describe_failure
 from interlink.messaging import _sqlite_ops as ops
 from interlink.messaging import _sqlite_store as store_module
+from tests.messaging.harness import opened
 from tests.messaging.harness_sqlite import SqliteHarness
 
 
 @pytest.fixture
 async def sq() -> AsyncIterator[SqliteHarness]:
     """An SQLite broker on a fake clock, in a fresh directory."""
-    harness = SqliteHarness()
-    await harness.open()
-    try:
+    async with opened(SqliteHarness()) as harness:
         yield harness
-    finally:
-        await harness.close()
 
 
 def broker_of(harness: SqliteHarness) -> SqliteBroker:
     broker = harness.broker
     assert isinstance(broker, SqliteBroker)
     return broker
+
+
+async def published(sq: SqliteHarness) -> tuple[SqliteBroker, Consumer]:
+    """The harness's broker with one message (``b"x"``) in ``q``, and a consumer of ``q``."""
+    broker = broker_of(sq)
+    await broker.publish("q", b"x")
+    return broker, broker.consume("q")
 
 
 def _execute(path: Path, sql: str, *params: object) -> None:
@@ -112,26 +116,20 @@ async def test_a_write_lock_held_past_busy_timeout_fails_the_publish_as_a_timeou
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "b.db"
-    broker = SqliteBroker(str(path), busy_timeout="50ms")
-    await broker.start()
-    try:
+    async with SqliteBroker(str(path), busy_timeout="50ms") as broker:
         with WriteLock(path):
             with pytest.raises(PublishError) as caught:
                 await broker.publish("q", b"x")
             assert caught.value.reason == "timeout"
         assert await broker.publish("q", b"x")  # the lock is gone: it goes through
         assert (await broker.stats("q")).ready == 1
-    finally:
-        await broker.close()
 
 
 async def test_a_consumer_waits_out_a_busy_database(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "b.db"
-    broker = SqliteBroker(str(path), busy_timeout="20ms", poll_interval="10ms")
-    await broker.start()
-    try:
+    async with SqliteBroker(str(path), busy_timeout="20ms", poll_interval="10ms") as broker:
         await broker.publish("q", b"x")
         consumer = broker.consume("q")
         with caplog.at_level(logging.WARNING, "interlink.messaging.sqlite"), WriteLock(path):
@@ -143,17 +141,13 @@ async def test_a_consumer_waits_out_a_busy_database(
         assert "trying again" in caplog.text
         await delivery.ack()
         await consumer.cancel()
-    finally:
-        await broker.close()
 
 
 async def test_a_renewal_that_cannot_get_the_lock_is_logged_and_tried_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "b.db"
-    broker = SqliteBroker(str(path), busy_timeout="20ms", visibility_timeout="150ms")
-    await broker.start()
-    try:
+    async with SqliteBroker(str(path), busy_timeout="20ms", visibility_timeout="150ms") as broker:
         await broker.publish("q", b"x")
         consumer = broker.consume("q")
         delivery = await anext(consumer)
@@ -162,8 +156,6 @@ async def test_a_renewal_that_cannot_get_the_lock_is_logged_and_tried_again(
         assert "could not renew" in caplog.text
         await delivery.ack()  # a later renewal kept the lease: the ack is ours
         await consumer.cancel()
-    finally:
-        await broker.close()
 
 
 # -- leases ---------------------------------------------------------------------------------
@@ -240,9 +232,7 @@ async def test_a_crashed_brokers_lease_runs_out_and_another_broker_gets_it(
     broker = broker_of(sq)
     await broker.publish("q", {"n": 1})
     lost = await anext(broker.consume("q"))
-    other = SqliteBroker(str(sq.path), clock=sq.clock, poll_interval=1.0)
-    await other.start()
-    try:
+    async with SqliteBroker(str(sq.path), clock=sq.clock, poll_interval=1.0) as other:
         await broker.close()  # dies holding the lease
         consumer = other.consume("q")
         getting = asyncio.ensure_future(anext(consumer))
@@ -252,8 +242,6 @@ async def test_a_crashed_brokers_lease_runs_out_and_another_broker_gets_it(
         assert (again.message.delivery_count, again.message.attempt) == (2, 1)
         await again.ack()
         await consumer.cancel()
-    finally:
-        await other.close()
 
 
 # -- cancel -------------------------------------------------------------------------------------
@@ -280,9 +268,7 @@ async def test_cancel_puts_fetched_messages_back_in_place_uncounted(sq: SqliteHa
 
 
 async def test_a_fetch_cancelled_midway_hands_its_messages_back(sq: SqliteHarness) -> None:
-    broker = broker_of(sq)
-    await broker.publish("q", b"x")
-    consumer = broker.consume("q")
+    broker, consumer = await published(sq)
     fetching = asyncio.ensure_future(anext(consumer))
     await asyncio.sleep(0)  # the lease is on its way to the storage thread
     fetching.cancel()
@@ -298,9 +284,7 @@ async def test_a_fetch_cancelled_midway_hands_its_messages_back(sq: SqliteHarnes
 
 
 async def test_a_fetch_answered_after_cancel_hands_its_messages_back(sq: SqliteHarness) -> None:
-    broker = broker_of(sq)
-    await broker.publish("q", b"x")
-    consumer = broker.consume("q")
+    broker, consumer = await published(sq)
     fetching = asyncio.ensure_future(anext(consumer))
     await asyncio.sleep(0)
     await consumer.cancel()  # the lease is in flight: it answers after this
@@ -335,9 +319,7 @@ async def test_a_settle_cancelled_midway_still_happens_and_frees_the_slot(
 
 
 async def test_retry_and_release_refuse_an_endless_delay(sq: SqliteHarness) -> None:
-    broker = broker_of(sq)
-    await broker.publish("q", b"x")
-    consumer = broker.consume("q")
+    _, consumer = await published(sq)
     delivery = await anext(consumer)
     with pytest.raises(ConfigError, match="finite"):
         await delivery.retry(float("inf"))
@@ -350,9 +332,7 @@ async def test_retry_and_release_refuse_an_endless_delay(sq: SqliteHarness) -> N
 
 
 async def test_a_delayed_retry_wakes_no_one_early_and_fires_when_due(sq: SqliteHarness) -> None:
-    broker = broker_of(sq)
-    await broker.publish("q", b"x")
-    consumer = broker.consume("q")
+    _, consumer = await published(sq)
     delivery = await anext(consumer)
     start = sq.clock.wall()
     await delivery.retry(7.0, headers={"why": "later"})
@@ -367,9 +347,7 @@ async def test_a_delayed_retry_wakes_no_one_early_and_fires_when_due(sq: SqliteH
 
 
 async def test_replay_into_a_refusing_queue_moves_nothing(sq: SqliteHarness) -> None:
-    broker = broker_of(sq)
-    await broker.publish("q", b"x")
-    consumer = broker.consume("q")
+    broker, consumer = await published(sq)
     delivery = await anext(consumer)
     await delivery.dead_letter(failure())  # type: ignore[arg-type]
     [record] = await broker.dead_letters.list()
@@ -444,13 +422,9 @@ async def test_a_stats_query_that_cannot_get_the_lock_is_a_messaging_error(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "b.db"
-    broker = SqliteBroker(str(path), busy_timeout="20ms")
-    await broker.start()
-    try:
+    async with SqliteBroker(str(path), busy_timeout="20ms") as broker:
         with WriteLock(path), pytest.raises(MessagingError, match="locked"):
             await broker.stats("q")
-    finally:
-        await broker.close()
 
 
 async def test_a_burst_bigger_than_one_transaction_is_all_stored(
@@ -511,9 +485,7 @@ async def test_two_acks_of_one_delivery_one_wins_and_the_slot_frees_once(
 async def test_a_renewal_racing_an_ack_does_not_call_the_acked_lease_lost(
     sq: SqliteHarness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    broker = broker_of(sq)
-    await broker.publish("q", b"x")
-    consumer = broker.consume("q")
+    broker, consumer = await published(sq)
     delivery = await anext(consumer)
     with caplog.at_level(logging.WARNING, "interlink.messaging.sqlite"):
         renewing = asyncio.ensure_future(broker._extend([delivery]))
@@ -609,13 +581,9 @@ async def test_cancel_after_close_leaves_fetched_messages_leased(tmp_path: Path)
     await anext(consumer)
     await broker.close()
     await consumer.cancel()  # nothing to talk to: they stay leased, as after a crash
-    again = SqliteBroker(str(path))
-    await again.start()
-    try:
+    async with SqliteBroker(str(path)) as again:
         stats = await again.stats("q")
         assert (stats.ready, stats.in_flight) == (0, 2)
-    finally:
-        await again.close()
 
 
 async def test_a_message_due_while_the_fetch_answered_is_fetched_at_once(

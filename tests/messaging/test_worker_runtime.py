@@ -673,6 +673,113 @@ async def test_a_handler_that_ignores_cancellation_does_not_hang_stop(
     await asyncio.sleep(0.01)
 
 
+class GatedAck(ScriptedDelivery):
+    """Its ack waits for ``gate``: a settle still under way."""
+
+    def __init__(self, message: Message) -> None:
+        super().__init__(message)
+        self.gate = asyncio.Event()
+
+    async def _ack(self) -> None:
+        self.calls.append(("ack", None))
+        await self.gate.wait()
+
+
+async def test_a_settle_under_way_at_the_graceful_deadline_is_finished_not_cut(
+    clock: FakeClock,
+) -> None:
+    delivery = GatedAck(message())
+    worker = Worker(ScriptedBroker(clock, [[delivery]]))
+    worker.add_handler("q", ok, name="h")
+    await worker.start()
+    await clock.advance(0.1)
+    assert delivery.calls == [("ack", None)]  # the handler returned; the ack is under way
+    stopping = asyncio.ensure_future(worker.stop(graceful_timeout=0))
+    await asyncio.sleep(0.01)
+    assert not stopping.done()  # past the deadline, but only handlers are cancelled
+    delivery.gate.set()
+    await asyncio.wait_for(stopping, timeout=5)
+    assert delivery.calls == [("ack", None)]
+    assert (stat(worker, "acked"), stat(worker, "released")) == (1, 0)
+
+
+class GatedInbox(MemoryInbox):
+    """Its claims wait for ``gate``."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
+        self.gate = asyncio.Event()
+        self.claiming = asyncio.Event()
+
+    async def claim(self, handler: str, message_id: str, *, lease: float) -> Any:
+        self.claiming.set()
+        await self.gate.wait()
+        return await super().claim(handler, message_id, lease=lease)
+
+
+async def test_a_claim_that_ends_past_the_graceful_deadline_gives_the_message_back_unrun(
+    clock: FakeClock,
+) -> None:
+    inbox = GatedInbox(clock)
+    delivery = ScriptedDelivery(message())
+    ran: list[str] = []
+
+    async def handler(body: Any, ctx: MessageContext) -> None:
+        ran.append(ctx.message_id)
+
+    worker = Worker(ScriptedBroker(clock, [[delivery]]), inbox=inbox)
+    worker.add_handler("q", handler, name="h")
+    await worker.start()
+    await asyncio.wait_for(inbox.claiming.wait(), timeout=5)
+    stopping = asyncio.ensure_future(worker.stop(graceful_timeout=0))
+    await asyncio.sleep(0.01)
+    assert not stopping.done()  # the claim is not cut either
+    inbox.gate.set()
+    await asyncio.wait_for(stopping, timeout=5)
+    assert ran == []
+    assert delivery.calls == [("release", 0.0)]
+    assert await MemoryInbox.claim(inbox, "h", "m1", lease=30) == "claimed"  # key released
+
+
+async def test_a_cancelled_error_a_handler_lets_out_gives_the_message_back_and_serving_goes_on(
+    clock: FakeClock,
+) -> None:
+    first, second = ScriptedDelivery(message(1)), ScriptedDelivery(message(2))
+
+    async def handler(body: Any, ctx: MessageContext) -> None:
+        if ctx.message_id == "m1":
+            raise asyncio.CancelledError  # e.g. from a future someone else cancelled
+
+    await run_script(
+        clock,
+        [[first, second]],
+        handler,
+        until=lambda w: stat(w, "acked") == 1,
+    )
+    assert first.calls == [("release", 0.0)]  # not an attempt: back as it was
+    assert second.calls == [("ack", None)]  # handled by the same (only) serving task
+
+
+async def test_an_unexpected_error_is_logged_and_the_handler_keeps_serving(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from interlink.messaging._runner import _Runner
+
+    process = _Runner._process
+
+    async def buggy(self: _Runner, delivery: Delivery, key: str | None) -> None:
+        if delivery.message.id == "m1":
+            raise RuntimeError("a bug")
+        await process(self, delivery, key)
+
+    monkeypatch.setattr(_Runner, "_process", buggy)
+    first, second = ScriptedDelivery(message(1)), ScriptedDelivery(message(2))
+    await run_script(clock, [[first, second]], ok, until=lambda w: stat(w, "acked") == 1)
+    assert "handling a delivery from 'q' failed unexpectedly" in caplog.text
+    assert first.calls == []  # unacknowledged: it comes back after its lease
+    assert second.calls == [("ack", None)]
+
+
 async def test_an_inbox_url_is_opened_at_start_and_closed_at_stop(
     clock: FakeClock, tmp_path: Path
 ) -> None:

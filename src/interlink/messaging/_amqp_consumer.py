@@ -38,21 +38,10 @@ from aiormq.exceptions import ChannelAccessRefused
 from pamqp.commands import Basic
 
 from interlink.core.errors import ConfigError, DeliveryError, MessagingError, PublishError
+from interlink.messaging._amqp_dead_letter_headers import failure_headers
 from interlink.messaging._amqp_topology import (
     H_ATTEMPT,
     H_DELIVERIES,
-    H_DL_AT,
-    H_DL_ATTEMPTS,
-    H_DL_DELIVERY_COUNT,
-    H_DL_ERROR_MESSAGE,
-    H_DL_ERROR_TYPE,
-    H_DL_FIRST_FAILED,
-    H_DL_HANDLER,
-    H_DL_ID,
-    H_DL_LAST_FAILED,
-    H_DL_REASON,
-    H_DL_SOURCE,
-    H_DL_TRACEBACK,
     H_DUE_AT,
     H_PUBLISHED_AT,
     RESERVED,
@@ -419,18 +408,7 @@ class RabbitDelivery(Delivery):
         stored: dict[str, Any] = {**message.headers}
         stored[H_ATTEMPT] = message.attempt
         stored[H_PUBLISHED_AT] = repr(float(message.published_at))
-        stored[H_DL_ID] = new_message_id()
-        stored[H_DL_SOURCE] = message.queue
-        stored[H_DL_AT] = repr(broker.clock.wall())
-        stored[H_DL_DELIVERY_COUNT] = message.delivery_count
-        stored[H_DL_ERROR_TYPE] = failure.error_type
-        stored[H_DL_ERROR_MESSAGE] = failure.error_message
-        stored[H_DL_TRACEBACK] = failure.traceback
-        stored[H_DL_HANDLER] = failure.handler
-        stored[H_DL_ATTEMPTS] = failure.attempts
-        stored[H_DL_FIRST_FAILED] = repr(float(failure.first_failed_at))
-        stored[H_DL_LAST_FAILED] = repr(float(failure.last_failed_at))
-        stored[H_DL_REASON] = failure.reason
+        stored.update(failure_headers(message, failure, broker.clock.wall()))
         await self._copy("dead-letter", dead_letter_queue, 0.0, stored)
         await self._frame("dead-letter")
 

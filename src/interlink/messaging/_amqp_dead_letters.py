@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import hashlib
 import heapq
 import itertools
 from collections.abc import AsyncIterator, Sequence
@@ -40,33 +38,18 @@ from aiormq.exceptions import ChannelNotFoundEntity
 from pamqp.commands import Basic
 
 from interlink.core.errors import ConfigError, DeadLetterNotFoundError, MessagingError
-from interlink.messaging._amqp_topology import (
-    H_ATTEMPT,
-    H_DELIVERIES,
-    H_DL_AT,
-    H_DL_ATTEMPTS,
-    H_DL_DELIVERY_COUNT,
-    H_DL_ERROR_MESSAGE,
-    H_DL_ERROR_TYPE,
-    H_DL_FIRST_FAILED,
-    H_DL_HANDLER,
-    H_DL_ID,
-    H_DL_LAST_FAILED,
-    H_DL_REASON,
-    H_DL_SOURCE,
-    H_DL_TRACEBACK,
-    H_PUBLISHED_AT,
-    RESERVED,
-    tag_of,
-    text_header,
-)
+from interlink.messaging._amqp_dead_letter_headers import dead_letter_of
+from interlink.messaging._amqp_topology import H_PUBLISHED_AT, tag_of
 from interlink.messaging._broker import default_dead_letter_queue
-from interlink.messaging._dead_letters import DeadLetter, DeadLetters, Failure
+from interlink.messaging._dead_letters import (
+    DeadLetter,
+    DeadLetters,
+    check_id_list,
+    check_limit,
+    matches,
+)
 from interlink.messaging._message import (
-    HEADER_FIRST_FAILED_AT,
     HEADER_REPLAYED_FROM,
-    OCTET_STREAM,
-    Message,
     validate_queue_name,
 )
 
@@ -76,98 +59,6 @@ if TYPE_CHECKING:
 __all__ = ["RabbitDeadLetters", "dead_letter_of"]
 
 _List = list  # ``DeadLetters.list`` shadows the builtin inside the class
-_DL_PREFIX = "x-interlink-dl-"
-_WHY = {
-    "delivery_limit": "it was delivered more often than the queue's x-delivery-limit without "
-    "being settled (a consumer that crashed or kept giving it back)",
-    "rejected": "a consumer rejected it without requeueing",
-    "expired": "its TTL ran out",
-    "maxlen": "the queue was over its length limit",
-}
-
-
-def _float(value: Any, default: float) -> float:
-    try:
-        return float(text_header(value) if isinstance(value, bytes) else value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _int(value: Any, default: int) -> int:
-    return int(_float(value, default))
-
-
-def dead_letter_of(raw: DeliveredMessage, dead_letter_queue: str) -> DeadLetter:
-    """The ``DeadLetter`` a message browsed from ``dead_letter_queue`` stands for."""
-    properties = raw.header.properties
-    headers: dict[str, Any] = dict(properties.headers or {})
-    message_id = properties.message_id or ""
-    attempt = max(_int(headers.get(H_ATTEMPT, 1), 1), 1)
-    user = {
-        name: value if isinstance(value, str) else text_header(value)
-        for name, value in headers.items()
-        if name not in RESERVED and not name.startswith(_DL_PREFIX)
-    }
-    own_id = headers.get(H_DL_ID)
-    if own_id is not None:
-        dead_letter_id = f"{dead_letter_queue}:{text_header(own_id)}"
-        source = text_header(headers.get(H_DL_SOURCE, ""))
-        dead_lettered_at = _float(headers.get(H_DL_AT), 0.0)
-        failure = Failure(
-            error_type=text_header(headers.get(H_DL_ERROR_TYPE, "")),
-            error_message=text_header(headers.get(H_DL_ERROR_MESSAGE, "")),
-            traceback=text_header(headers.get(H_DL_TRACEBACK, "")),
-            handler=text_header(headers.get(H_DL_HANDLER, "")),
-            attempts=_int(headers.get(H_DL_ATTEMPTS), attempt),
-            first_failed_at=_float(headers.get(H_DL_FIRST_FAILED), dead_lettered_at),
-            last_failed_at=_float(headers.get(H_DL_LAST_FAILED), dead_lettered_at),
-            reason=text_header(headers.get(H_DL_REASON, "exhausted")),
-        )
-        delivery_count = _int(headers.get(H_DL_DELIVERY_COUNT), attempt)
-    else:
-        # dead-lettered by RabbitMQ itself; x-death lists the most recent death first
-        deaths = headers.get("x-death")
-        death: dict[str, Any] = {}
-        if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-            death = deaths[0]
-        why = text_header(death.get("reason", "rejected"))
-        fallback = dead_letter_queue[:-4] if dead_letter_queue.endswith(".dlq") else ""
-        source = text_header(death.get("queue") or fallback)
-        when = death.get("time")
-        dead_lettered_at = float(when.timestamp()) if isinstance(when, dt.datetime) else 0.0
-        seed = repr((message_id, source, why, dead_lettered_at, death.get("count"))).encode()
-        dead_letter_id = f"{dead_letter_queue}:{hashlib.sha256(seed + raw.body).hexdigest()[:32]}"
-        failure = Failure(
-            error_type=f"rabbitmq.{why}",
-            error_message=f"RabbitMQ dead-lettered it from {source!r}: "
-            + _WHY.get(why, f"reason {why!r}"),
-            traceback="",
-            handler="",
-            attempts=attempt,
-            first_failed_at=_float(headers.get(HEADER_FIRST_FAILED_AT), dead_lettered_at),
-            last_failed_at=dead_lettered_at,
-            reason="delivery_limit" if why == "delivery_limit" else "rejected",
-        )
-        # how often the source delivered it is not in the message: count the one we know of
-        delivery_count = _int(headers.get(H_DELIVERIES), attempt - 1) + 1
-    message = Message(
-        id=message_id,
-        queue=source,
-        body=raw.body,
-        headers=user,
-        content_type=properties.content_type or OCTET_STREAM,
-        attempt=attempt,
-        delivery_count=max(delivery_count, attempt),
-        published_at=_float(headers.get(H_PUBLISHED_AT), 0.0),
-    )
-    return DeadLetter(
-        id=dead_letter_id,
-        message=message,
-        failure=failure,
-        source_queue=source,
-        dead_letter_queue=dead_letter_queue,
-        dead_lettered_at=dead_lettered_at,
-    )
 
 
 def _split_id(dead_letter_id: object) -> tuple[str, str]:
@@ -291,9 +182,7 @@ class RabbitDeadLetters(DeadLetters):
             found: _List[DeadLetter] = []
             async with self._browse(name) as browser:
                 async for _, record in browser.records():
-                    if queue is not None and record.source_queue != queue:
-                        continue
-                    if error_type is not None and record.failure.error_type != error_type:
+                    if not matches(record, queue, error_type=error_type):
                         continue
                     found.append(record)
                     if len(found) >= limit:
@@ -311,8 +200,7 @@ class RabbitDeadLetters(DeadLetters):
         limit: int = 100,
     ) -> _List[DeadLetter]:
         """Matching dead letters, oldest first, at most ``limit``."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ConfigError(f"limit must be an integer >= 0, got {limit!r}")
+        check_limit(limit)
         if limit == 0:
             return []
         return await self._matching(queue, dead_letter_queue, error_type, limit)
@@ -349,8 +237,7 @@ class RabbitDeadLetters(DeadLetters):
         ``DeadLetterNotFoundError`` before anything is sent. A publish that
         fails raises ``PublishError``; the ones before it stay replayed.
         """
-        if isinstance(dead_letter_ids, str):
-            raise ConfigError("replay takes a list of dead letter ids, not one string")
+        check_id_list(dead_letter_ids, "replay")
         ids = _List(dict.fromkeys(dead_letter_ids))
         groups: dict[str, set[str]] = {}
         for dead_letter_id in ids:
@@ -409,8 +296,7 @@ class RabbitDeadLetters(DeadLetters):
         dead_letter_queue: str | None = None,
     ) -> int:
         """Delete the given (or every matching) dead letter; how many went. Unknown ids are skipped."""
-        if isinstance(dead_letter_ids, str):
-            raise ConfigError("purge takes a list of dead letter ids, not one string")
+        check_id_list(dead_letter_ids, "purge")
         if dead_letter_ids is None:
             scope = self._scope(queue, dead_letter_queue)
             if queue is None:
@@ -437,7 +323,7 @@ class RabbitDeadLetters(DeadLetters):
         for name in scope:
             async with self._browse(name) as browser:
                 async for raw, record in browser.records():
-                    if queue is not None and record.source_queue != queue:
+                    if not matches(record, queue):
                         continue
                     if wanted is not None and record.id not in wanted:
                         continue

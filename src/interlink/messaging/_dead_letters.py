@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from interlink.core.errors import ConfigError
 from interlink.messaging._message import Message
 
 __all__ = ["DeadLetter", "DeadLetters", "Failure", "describe_failure"]
@@ -93,6 +94,32 @@ def describe_failure(
         first_failed_at=first_failed_at,
         last_failed_at=last_failed_at,
         reason=reason,
+    )
+
+
+def check_limit(limit: int) -> None:
+    """``ConfigError`` unless ``limit`` (of ``DeadLetters.list``) is an integer >= 0."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ConfigError(f"limit must be an integer >= 0, got {limit!r}")
+
+
+def check_id_list(dead_letter_ids: Sequence[str] | None, operation: str) -> None:
+    """``ConfigError`` when ``operation`` (``"replay"``, ``"purge"``) was given one string."""
+    if isinstance(dead_letter_ids, str):
+        raise ConfigError(f"{operation} takes a list of dead letter ids, not one string")
+
+
+def matches(
+    record: DeadLetter,
+    queue: str | None,
+    dead_letter_queue: str | None = None,
+    error_type: str | None = None,
+) -> bool:
+    """Whether ``record`` passes the ``DeadLetters`` filters (``None``: any)."""
+    return (
+        (queue is None or record.source_queue == queue)
+        and (dead_letter_queue is None or record.dead_letter_queue == dead_letter_queue)
+        and (error_type is None or record.failure.error_type == error_type)
     )
 
 

@@ -13,8 +13,14 @@ import itertools
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from interlink.core.errors import ConfigError, DeadLetterNotFoundError
-from interlink.messaging._dead_letters import DeadLetter, DeadLetters
+from interlink.core.errors import DeadLetterNotFoundError
+from interlink.messaging._dead_letters import (
+    DeadLetter,
+    DeadLetters,
+    check_id_list,
+    check_limit,
+    matches,
+)
 from interlink.messaging._memory_store import _Entry
 from interlink.messaging._message import HEADER_REPLAYED_FROM
 
@@ -38,13 +44,8 @@ class _MemoryDeadLetters(DeadLetters):
     ) -> Iterator[DeadLetter]:
         self._broker._require_open()
         for record in self._broker._store.dead_letters.values():
-            if queue is not None and record.source_queue != queue:
-                continue
-            if dead_letter_queue is not None and record.dead_letter_queue != dead_letter_queue:
-                continue
-            if error_type is not None and record.failure.error_type != error_type:
-                continue
-            yield record
+            if matches(record, queue, dead_letter_queue, error_type):
+                yield record
 
     async def list(
         self,
@@ -54,8 +55,7 @@ class _MemoryDeadLetters(DeadLetters):
         error_type: str | None = None,
         limit: int = 100,
     ) -> _List[DeadLetter]:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ConfigError(f"limit must be an integer >= 0, got {limit!r}")
+        check_limit(limit)
         return list(itertools.islice(self._matching(queue, dead_letter_queue, error_type), limit))
 
     async def get(self, dead_letter_id: str) -> DeadLetter:
@@ -69,8 +69,7 @@ class _MemoryDeadLetters(DeadLetters):
         return sum(1 for _ in self._matching(queue, dead_letter_queue))
 
     async def replay(self, dead_letter_ids: Sequence[str]) -> _List[str]:
-        if isinstance(dead_letter_ids, str):
-            raise ConfigError("replay takes a list of dead letter ids, not one string")
+        check_id_list(dead_letter_ids, "replay")
         self._broker._require_open()
         store = self._broker._store
         records = [await self.get(dl_id) for dl_id in dict.fromkeys(dead_letter_ids)]
@@ -101,8 +100,7 @@ class _MemoryDeadLetters(DeadLetters):
         queue: str | None = None,
         dead_letter_queue: str | None = None,
     ) -> int:
-        if isinstance(dead_letter_ids, str):
-            raise ConfigError("purge takes a list of dead letter ids, not one string")
+        check_id_list(dead_letter_ids, "purge")
         wanted = None if dead_letter_ids is None else set(dead_letter_ids)
         doomed = [
             record.id

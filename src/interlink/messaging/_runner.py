@@ -19,9 +19,14 @@ The flow of one delivery (``_Runner._process``):
    an ack: the delivery is released instead, or left unsettled if that fails
    too, and comes back.
 
-Settling lives in ``_settling``; settles run shielded from cancellation, so
-a shutdown never interrupts one halfway; only the handler itself is
-cancelled at the graceful deadline.
+Settling lives in ``_settling``. A handler runs in one of ``concurrency``
+long-lived tasks that take deliveries from the fetch loop (no task or
+semaphore per delivery). At the graceful deadline only a task that is inside
+its handler is cancelled (``cancel_handlers``): the cancellation lands in the
+handler's own ``await``, and a task busy settling, claiming or releasing is
+left to finish. That is what keeps a shutdown from interrupting a settle
+halfway, without shielding every settle; nothing else in the runtime cancels
+these tasks.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from interlink.messaging._context import MessageContext
 from interlink.messaging._handler import Handler, InvalidPayloadError
 from interlink.messaging._message import HEADER_ORDERING_KEY
 from interlink.messaging._observe import HandlerStats
-from interlink.messaging._settling import Settling, _settle
+from interlink.messaging._settling import Settling
 
 if TYPE_CHECKING:
     from interlink.messaging._worker import Worker
@@ -68,19 +73,26 @@ class _Runner(Settling):
 
     def __init__(self, worker: Worker, handler: Handler) -> None:
         super().__init__(worker, handler)
-        self._slots = asyncio.Semaphore(handler.concurrency)
+        # (delivery, key) ready to start; None tells a serving task to end.
+        self._ready: asyncio.Queue[tuple[Delivery, str | None] | None] = asyncio.Queue()
         self._keys: dict[str, deque[Delivery]] = {}
         self._pending: set[Delivery] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._handling: set[asyncio.Task[None]] = set()  # tasks inside their handler now
         self._consumer: Consumer | None = None
         self._loop: asyncio.Task[None] | None = None
         self.stopping = False
+        self.abandoning = False  # past the graceful deadline: start no handler
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
         self._loop = asyncio.create_task(
             self._consume_loop(), name=f"interlink-consume-{self.h.name}"
         )
+        for n in range(self.h.concurrency):
+            task = asyncio.create_task(self._serve(), name=f"interlink-handle-{self.h.name}-{n}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def stop_fetching(self) -> None:
         """Stop fetching and give back every delivery fetched but not started."""
@@ -92,9 +104,24 @@ class _Runner(Settling):
         if self._loop is not None:
             self._loop.cancel()
             await asyncio.gather(self._loop, return_exceptions=True)
+        ready = self._ready
+        while not ready.empty():  # still in _pending: released just below
+            ready.get_nowait()
+        for _ in range(len(self._tasks)):
+            ready.put_nowait(None)  # idle serving tasks end; busy ones after their delivery
         for delivery in list(self._pending):
             self._pending.discard(delivery)
             await self._release(delivery, 0.0, why="shutdown")
+
+    def cancel_handlers(self) -> None:
+        """The graceful deadline passed: cancel the handlers running; start no other.
+
+        Only a task inside its handler is cancelled; one that is settling (or
+        claiming, or releasing) finishes that first, then starts nothing new.
+        """
+        self.abandoning = True
+        for task in self._handling:
+            task.cancel()
 
     @property
     def tasks(self) -> set[asyncio.Task[None]]:
@@ -166,28 +193,38 @@ class _Runner(Settling):
                 queued.append(delivery)
                 return
             self._keys[key] = deque()
-        await self._slots.acquire()
-        self._pending.discard(delivery)
-        task = asyncio.create_task(self._chain(delivery, key))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._ready.put_nowait((delivery, key))
+
+    async def _serve(self) -> None:
+        """One of ``concurrency`` tasks: handle ready deliveries until told to end."""
+        ready = self._ready
+        while True:
+            item = await ready.get()
+            if item is None or self.stopping:  # a delivery left here is released by stop
+                return
+            try:
+                await self._chain(*item)
+            except Exception:  # a bug, not a failed message: keep serving the others
+                _log.exception(
+                    "worker %s: handling a delivery from %r failed unexpectedly; "
+                    "it stays unacknowledged",
+                    self.worker.name,
+                    self.h.queue,
+                )
 
     async def _chain(self, delivery: Delivery | None, key: str | None) -> None:
         """Handle ``delivery``, then the next waiting message of its key, one at a time."""
-        try:
-            while delivery is not None:
-                self._pending.discard(delivery)
-                await self._process(delivery, key)
-                delivery = None
-                if key is None or self.stopping:
-                    break
-                queued = self._keys.get(key)
-                if queued:
-                    delivery = queued.popleft()
-                else:
-                    self._keys.pop(key, None)
-        finally:
-            self._slots.release()
+        while delivery is not None:
+            self._pending.discard(delivery)
+            await self._process(delivery, key)
+            delivery = None
+            if key is None or self.stopping:
+                break
+            queued = self._keys.get(key)
+            if queued:
+                delivery = queued.popleft()
+            else:
+                self._keys.pop(key, None)
 
     # -- one delivery -------------------------------------------------------------
     async def _process(self, delivery: Delivery, key: str | None) -> None:
@@ -236,25 +273,36 @@ class _Runner(Settling):
         h, worker = self.h, self.worker
         msg = delivery.message
         inbox = worker.inbox
+        if self.abandoning:  # the graceful deadline passed while this was being claimed
+            await self._give_back(delivery, claimed)
+            return
         ctx = MessageContext(message=msg, handler=h.name, clock=worker.clock)
         keeper = asyncio.create_task(self._keep_claim(msg.id)) if claimed else None
         self._emit("handler.started", delivery)
         started = worker.clock.monotonic()
         error: Exception | None = None
+        task = asyncio.current_task()
+        assert task is not None
+        handling = self._handling
+        handling.add(task)  # cancel_handlers may cancel it until the handler returns
         try:
             await h.func(body, ctx)
         except asyncio.CancelledError:
-            # The graceful deadline passed: give the key and the message back.
+            # The graceful deadline passed: give the key and the message back. Out of
+            # ``_handling`` first: nothing cancels the give back.
+            handling.discard(task)
             if keeper is not None:
                 keeper.cancel()
-            if claimed and inbox is not None:
-                with contextlib.suppress(Exception):
-                    await _settle(inbox.release(h.name, msg.id))
-            await self._release(delivery, 0.0, why="shutdown")
-            raise
+            await self._give_back(delivery, claimed)
+            if task.cancelling():
+                raise
+            # Not a cancellation of this task (the handler let one of its own out):
+            # the message is back, and this task goes on serving.
+            return
         except Exception as exc:
             error = exc
         finally:
+            handling.discard(task)
             if keeper is not None:
                 keeper.cancel()
         elapsed = max(0.0, worker.clock.monotonic() - started)
@@ -264,7 +312,7 @@ class _Runner(Settling):
         if error is None:
             if claimed and inbox is not None:
                 try:
-                    await _settle(inbox.complete(h.name, msg.id))
+                    await inbox.complete(h.name, msg.id)
                 except Exception as exc:  # handled all the same: ack, the key just is not kept
                     _log.warning(
                         "worker %s: inbox could not record %s:%s as done: %s",
@@ -277,10 +325,18 @@ class _Runner(Settling):
             return
         if claimed and inbox is not None:
             try:
-                await _settle(inbox.release(h.name, msg.id))
+                await inbox.release(h.name, msg.id)
             except Exception as exc:  # the claim then goes stale after its lease
                 _log.warning("worker %s: inbox release failed: %s", worker.name, exc)
         await self._failed(delivery, error, key)
+
+    async def _give_back(self, delivery: Delivery, claimed: bool) -> None:
+        """Release the inbox key (if claimed) and the delivery, not counted as an attempt."""
+        inbox = self.worker.inbox
+        if claimed and inbox is not None:
+            with contextlib.suppress(Exception):
+                await inbox.release(self.h.name, delivery.message.id)
+        await self._release(delivery, 0.0, why="shutdown")
 
     async def _keep_claim(self, message_id: str) -> None:
         worker = self.worker

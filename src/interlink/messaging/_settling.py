@@ -4,14 +4,15 @@ The rule (dramatiq PR#545 is the bug it rules out): a retry or dead letter the
 broker refuses is never turned into an ack. The delivery is released instead
 (back after the delay the retry would have had), or, if the broker refuses
 that too, left unsettled: its lease or its closed channel brings it back.
-Every settle runs shielded from cancellation, so a shutdown never interrupts
-one halfway. ``Settling`` is the half of a handler's runtime that does this;
-``_runner._Runner`` is the other half (fetching and running handlers).
+A shutdown never interrupts a settle halfway: it cancels only handlers
+(``_Runner.cancel_handlers``), never a task that is settling, so settles run
+unshielded (a shield per settle cost a task per message). ``Settling`` is
+the half of a handler's runtime that does this; ``_runner._Runner`` is the
+other half (fetching and running handlers).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -49,11 +50,6 @@ class _Counters:
     in_flight: int = 0
     processing_seconds: float = 0.0
     processed: int = 0
-
-
-async def _settle(coro: Any) -> None:
-    """Run a settle to its end even if the caller is cancelled meanwhile."""
-    await asyncio.shield(coro)
 
 
 class Settling:
@@ -117,7 +113,7 @@ class Settling:
             HEADER_LAST_ERROR: last[:_MAX_LAST_ERROR],
         }
         try:
-            await _settle(delivery.retry(delay, headers=headers))
+            await delivery.retry(delay, headers=headers)
         except Exception as exc:
             await self._settle_failed(delivery, exc, delay, key)
             return
@@ -139,7 +135,7 @@ class Settling:
             reason=reason,
         )
         try:
-            await _settle(delivery.dead_letter(failure, dead_letter_queue=h.dead_letter_queue))
+            await delivery.dead_letter(failure, dead_letter_queue=h.dead_letter_queue)
         except Exception as exc:
             await self._settle_failed(delivery, exc, h.schedule.delay(msg.attempt), key)
             return
@@ -170,7 +166,7 @@ class Settling:
             exc,
         )
         try:
-            await _settle(delivery.release(delay))
+            await delivery.release(delay)
         except Exception as again:
             _log.warning("worker %s: release of %s failed too: %s", self.worker.name, msg.id, again)
             self._emit("delivery.settled", delivery, outcome="unsettled", error=exc)
@@ -181,7 +177,7 @@ class Settling:
 
     async def _ack(self, delivery: Delivery, key: str | None, *, duplicate: bool = False) -> None:
         try:
-            await _settle(delivery.ack())
+            await delivery.ack()
         except Exception as exc:  # it comes back; the inbox (if any) then says done
             self.counters.failed_to_settle += 1
             _log.warning("worker %s: ack of %s failed: %s", self.worker.name, delivery, exc)
@@ -197,7 +193,7 @@ class Settling:
 
     async def _release(self, delivery: Delivery, delay: float, *, why: str) -> None:
         try:
-            await _settle(delivery.release(delay))
+            await delivery.release(delay)
         except Exception as exc:
             self.counters.failed_to_settle += 1
             _log.warning("worker %s: release of %s failed: %s", self.worker.name, delivery, exc)

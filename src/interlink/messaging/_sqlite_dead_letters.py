@@ -19,9 +19,10 @@ from interlink.core.errors import (
     MessagingError,
     PublishError,
 )
-from interlink.messaging._dead_letters import DeadLetter, DeadLetters, Failure
+from interlink.messaging._dead_letters import DeadLetter, DeadLetters, Failure, check_limit
 from interlink.messaging._message import HEADER_REPLAYED_FROM, Message
-from interlink.messaging._sqlite_store import CALL, INSERT_MESSAGE, is_busy
+from interlink.messaging._sqlite_schema import INSERT_MESSAGE
+from interlink.messaging._sqlite_store import CALL, is_busy
 
 if TYPE_CHECKING:
     from interlink.messaging._sqlite import SqliteBroker
@@ -181,8 +182,7 @@ class SqliteDeadLetters(DeadLetters):
         error_type: str | None = None,
         limit: int = 100,
     ) -> _List[DeadLetter]:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ConfigError(f"limit must be an integer >= 0, got {limit!r}")
+        check_limit(limit)
         where, params = _where(
             queue=queue, dead_letter_queue=dead_letter_queue, error_type=error_type
         )

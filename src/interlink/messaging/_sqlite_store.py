@@ -11,6 +11,22 @@ commit). The more callers wait, the bigger the batch, and the cheaper each
 durable message becomes: the callers one commit wakes up resubmit in the
 same pass of the loop, so they share the next commit.
 
+The thread keeps the event loop and the disk busy at the same time. When a
+commit returns and operations are waiting, it first runs their statements
+(the loop is idle then: the two do not take turns at the GIL mid-batch),
+then answers the committed batch, then COMMITs: the loop wakes those callers,
+and they publish again, while the fsync runs. That needs a next transaction
+to overlap with, so a batch of ``_SPLIT`` operations or more that arrives
+when nothing is under way runs as two transactions; the first half's callers
+come back while the second half syncs, and from then on the halves
+alternate, each syncing while the other's callers run. With 100 publishers
+on a 2-core machine that took publishing from ~25k to ~34k messages/s: two
+fsyncs per 100 messages instead of one, but the loop's ~1 ms per 100
+publishes no longer waits for the disk, nor the disk for it (executing the
+statements before answering is what makes it pay: answering first measured
+slower than not splitting). The answer waits for those statements only,
+never for another process's write lock (``begin``).
+
 One failing operation must not fail its batch-mates: the batch first runs
 straight through (publishes and acks as ``executemany``); if anything raises,
 the transaction is rolled back and the batch re-run one operation per
@@ -24,6 +40,8 @@ batch (``now``), so a ``FakeClock`` drives leases and delays in tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import queue as _queue
 import sqlite3
@@ -31,62 +49,13 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
-from interlink.core.errors import ConfigError
+from interlink.messaging import _sqlite_checkpoint as checkpoints
+from interlink.messaging._sqlite_schema import INSERT_MESSAGE, open_database, path_error, rollback
 
-__all__ = ["SCHEMA_VERSION", "LeaseLostError", "Store", "is_busy"]
+__all__ = ["LeaseLostError", "Store", "begin", "is_busy"]
 
-SCHEMA_VERSION: Final = 1
-"""``PRAGMA user_version`` of the file layout this code writes (migrations key on it)."""
+_log = logging.getLogger("interlink.messaging.sqlite")
 
-# Every message is one row of ``messages``. ``available_at`` is when it may be
-# leased next: its publish/retry time plus delay while it waits, and the lease
-# expiry while a consumer holds it (``lease_owner`` set), so an expired lease
-# is simply "available" again and one index serves leasing, delays and expiry.
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL,
-    queue TEXT NOT NULL,
-    body BLOB NOT NULL,
-    headers TEXT,
-    content_type TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    delivery_count INTEGER NOT NULL,
-    published_at REAL NOT NULL,
-    available_at REAL NOT NULL,
-    lease_owner TEXT
-);
-CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, available_at, seq);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    message_id TEXT NOT NULL,
-    source_queue TEXT NOT NULL,
-    dead_letter_queue TEXT NOT NULL,
-    body BLOB NOT NULL,
-    headers TEXT,
-    content_type TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    delivery_count INTEGER NOT NULL,
-    published_at REAL NOT NULL,
-    error_type TEXT NOT NULL,
-    error_message TEXT NOT NULL,
-    traceback TEXT NOT NULL,
-    handler TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    first_failed_at REAL NOT NULL,
-    last_failed_at REAL NOT NULL,
-    reason TEXT NOT NULL,
-    dead_lettered_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS dead_letters_source ON dead_letters (source_queue, seq);
-CREATE INDEX IF NOT EXISTS dead_letters_dlq ON dead_letters (dead_letter_queue, seq);
-"""
-
-INSERT_MESSAGE: Final = (
-    "INSERT INTO messages (id, queue, body, headers, content_type, attempt, delivery_count,"
-    " published_at, available_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)"
-)
 _ACK = "DELETE FROM messages WHERE seq = ? AND lease_owner = ?"
 
 # Operation kinds. Within a batch, publishes run first, then acks, then lease
@@ -100,6 +69,8 @@ CALL: Final = 3
 _CLOSE: Final = 4
 
 _MAX_BATCH = 2_000
+_SPLIT = 64  # a batch this big runs as two transactions when nothing else is under way
+_CATCH_UP_AFTER = 32  # commits past the WAL limit after which the writer checkpoints anyway
 
 Op = tuple[int, Any, "asyncio.Future[Any]"]
 """(kind, arguments, the caller's future)."""
@@ -154,6 +125,11 @@ class Store:
         self._ops: _queue.SimpleQueue[list[Op]] = _queue.SimpleQueue()
         self._pending: list[Op] = []
         self._conn: sqlite3.Connection | None = None
+        self._busy_pragma = f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}"
+        self._checkpointer: checkpoints.Checkpointer | None = None
+        self._done: tuple[list[Op], list[Any]] | None = None  # committed, not yet answered
+        self._nudged = 0  # ``commits`` when the checkpointer was last nudged
+        self._over: int | None = None  # ``commits`` when the WAL was found past its limit
         self._exited = False  # set by the thread before it resolves its last batch
         self._thread = threading.Thread(
             target=self._main, name=f"interlink-sqlite:{os.path.basename(path)}", daemon=True
@@ -216,9 +192,15 @@ class Store:
     # -- the thread's side ------------------------------------------------
     def _main(self) -> None:
         ops = self._ops
-        running = True
-        while running:
-            batch = ops.get()
+        carry: list[Op] = []  # taken from the queue for the next transaction
+        while True:
+            batch, carry = carry, []
+            if not batch:
+                try:
+                    batch = ops.get_nowait()
+                except _queue.Empty:
+                    self._answer_done()  # nothing to run meanwhile: answer now
+                    batch = ops.get()
             while len(batch) < _MAX_BATCH:
                 try:
                     batch += ops.get_nowait()
@@ -227,25 +209,69 @@ class Store:
             closing = [op for op in batch if op[0] == _CLOSE]
             if closing:
                 batch = [op for op in batch if op[0] != _CLOSE]
+            elif self._done is None and len(batch) >= _SPLIT and self._conn is not None:
+                half = len(batch) // 2  # two transactions, so the pipeline fills (module docs)
+                batch, carry = batch[:half], batch[half:]
             try:
                 results = self._run(batch) if batch else []
             except BaseException as exc:  # pragma: no cover - a bug here must not hang callers
                 results = [_Failed(exc)] * len(batch)
-            if self._conn is None and not closing:
-                running = False  # the open failed: nothing to keep the thread for
-            if closing:  # only ever after a successful open (``stop``)
-                assert self._conn is not None
-                self._conn.close()
-                self._conn = None
-                batch += closing
-                results += [None] * len(closing)
-                running = False
-            if not running:
+            self._answer_done()  # if ``_run`` did not (it answers before its COMMIT)
+            if closing or self._conn is None:  # closing, or the open failed
+                if closing:  # only ever after a successful open (``stop``)
+                    self._close()
+                    batch += closing
+                    results += [None] * len(closing)
                 self._exited = True
-            try:
-                self._loop.call_soon_threadsafe(self._resolve, batch, results)
-            except RuntimeError:  # pragma: no cover - the event loop is gone: nobody waits
+                self._answer(batch, results)
                 return
+            self._done = (batch, results)
+            self._watch_wal()
+
+    def _answer(self, batch: list[Op], results: list[Any]) -> None:
+        # RuntimeError: the event loop is gone, so nobody waits.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._resolve, batch, results)
+
+    def _answer_done(self) -> None:
+        done = self._done
+        if done is not None:
+            self._done = None
+            self._answer(*done)
+
+    def _watch_wal(self) -> None:
+        """Nudge the checkpointer after a commit; keep the WAL near its limit (``_sqlite_checkpoint``)."""
+        checkpointer = self._checkpointer
+        assert checkpointer is not None
+        if self.commits == self._nudged:
+            return
+        self._nudged = self.commits
+        checkpointer.nudge(self.commits)
+        if self._over is None:
+            if checkpoints.wal_size(self.path) > checkpoints.WAL_LIMIT:
+                self._over = self.commits
+                checkpointer.hurry()
+        elif checkpointer.seen >= self._over or self.commits - self._over >= _CATCH_UP_AFTER:
+            self._over = None
+            self._answer_done()  # answered before the checkpoint, not after it
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Checkpoint inline: the next transaction starts the WAL over (unless a reader holds it)."""
+        assert self._conn is not None
+        try:
+            checkpoints.checkpoint(self._conn)
+        except sqlite3.Error as exc:
+            _log.warning("checkpoint of %s failed: %s", self.path, exc)
+
+    def _close(self) -> None:
+        """Stop the checkpointer, checkpoint one last time, close the connection."""
+        assert self._conn is not None
+        assert self._checkpointer is not None
+        self._checkpointer.stop()
+        self._checkpoint()
+        self._conn.close()
+        self._conn = None
 
     def _run(self, batch: list[Op]) -> list[Any]:
         conn = self._conn
@@ -253,18 +279,20 @@ class Store:
             return [self._call_each(op, 0.0) for op in batch]
         now = self._wall()
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            begin(conn, self._busy_pragma, self._answer_done if self._done else None)
         except sqlite3.Error as exc:
             return [_Failed(exc)] * len(batch)
         try:
             results = self._fast(conn, batch, now)
         except Exception:
-            _rollback(conn)
+            rollback(conn)
+            self._answer_done()
             return self._slow(conn, batch, now)
+        self._answer_done()  # the last commit's callers run on the loop while this one syncs
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:  # pragma: no cover - an I/O error at the very end
-            _rollback(conn)
+            rollback(conn)
             return [_Failed(exc)] * len(batch)
         self.commits += 1
         return results
@@ -315,7 +343,7 @@ class Store:
         except _Aborted as aborted:  # disk full, I/O error: SQLite rolled everything back
             return [_Failed(aborted.__cause__ or aborted)] * len(batch)
         except sqlite3.Error as exc:  # pragma: no cover - COMMIT failed (I/O error)
-            _rollback(conn)
+            rollback(conn)
             return [_Failed(exc)] * len(batch)
         self.commits += 1
         return results
@@ -341,79 +369,46 @@ def is_busy(exc: BaseException) -> bool:
     return str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_BUSY")
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
+def begin(conn: sqlite3.Connection, busy_pragma: str, answer: Callable[[], None] | None) -> None:
+    """``BEGIN IMMEDIATE``; with callers waiting on ``answer``, no lock wait before it.
+
+    The writer answers the last commit's callers once the next transaction's
+    statements ran. When another process holds the write lock, waiting for it
+    (up to ``busy_timeout``, ``busy_pragma`` sets it back) must not keep them
+    waiting too: the first try does not wait, and on "locked" they are
+    answered before the wait.
+    """
+    if answer is not None:
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.Error as exc:
+            if not is_busy(exc):
+                raise
+        finally:
+            conn.execute(busy_pragma)
+        answer()
+    conn.execute("BEGIN IMMEDIATE")
 
 
 def _open(_conn: None, _now: float, store: Store) -> None:
-    """Open the file in WAL mode, apply the pragmas, create or check the schema."""
-    path = store.path
-    full = os.path.abspath(path)
-    folder = os.path.dirname(full)
-    if not os.path.isdir(folder):
-        raise ConfigError(
-            f"cannot open the SQLite broker database {path!r}: "
-            f"the directory {folder!r} does not exist"
-        )
-    if os.path.isdir(full):
-        raise ConfigError(f"cannot open the SQLite broker database {path!r}: it is a directory")
-    # connect() opens lazily: a bad file shows at the first statement, below.
-    conn = sqlite3.connect(path, isolation_level=None, cached_statements=64)
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {int(store._busy_timeout * 1000)}")
-        mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
-        if mode != "wal":  # pragma: no cover - only on filesystems without shared memory
-            raise ConfigError(
-                f"SQLite broker database {path!r} cannot use WAL journaling "
-                f"(got {mode!r}); put it on a local filesystem"
-            )
-        conn.execute(f"PRAGMA synchronous = {store._synchronous}")
-        level = conn.execute("PRAGMA synchronous").fetchone()[0]
-        store.synchronous = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[level]
-        store.journal_mode = mode
-        _ensure_schema(conn, path)
-    except ConfigError:
-        conn.close()
-        raise
-    except sqlite3.Error as exc:
-        conn.close()
-        raise _path_error(path, exc) from exc
-    store._conn = conn
-
-
-def _ensure_schema(conn: sqlite3.Connection, path: str) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise ConfigError(
-                f"SQLite broker database {path!r} has schema version {version}, newer than this "
-                f"interlink understands ({SCHEMA_VERSION}): upgrade interlink, or check that the "
-                "file is an interlink broker database"
-            )
-        if version == 0:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        else:
-            tables = {
-                row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
-            if not {"messages", "dead_letters"} <= tables:
-                raise ConfigError(
-                    f"{path!r} is an SQLite database of another application (user_version "
-                    f"{version}, no interlink tables); give the broker a file of its own"
-                )
-        conn.execute("COMMIT")
-    except BaseException:
-        _rollback(conn)
-        raise
-
-
-def _path_error(path: str, exc: sqlite3.Error) -> ConfigError:
-    return ConfigError(
-        f"cannot open the SQLite broker database {path!r} ({os.path.abspath(path)}): {exc}; "
-        "the directory must exist and be writable, and the file must be an SQLite database"
+    """Open the file (``open_database``) and start its checkpointer."""
+    conn, level = open_database(
+        store.path,
+        synchronous=store._synchronous,
+        busy_timeout=store._busy_timeout,
+        wal_limit=checkpoints.WAL_LIMIT,
     )
+    try:
+        second = checkpoints.connect(store.path, store._synchronous, store._busy_timeout)
+    except sqlite3.Error as exc:  # pragma: no cover - the same file opened a moment ago
+        conn.close()
+        raise path_error(store.path, exc) from exc
+    store.synchronous = level
+    store.journal_mode = "wal"
+    store._conn = conn
+    store._checkpointer = checkpoints.Checkpointer(
+        second, store.path, interval=checkpoints.INTERVAL
+    )
+    store._checkpointer.start()

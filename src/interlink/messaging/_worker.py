@@ -232,8 +232,9 @@ class Worker:
     async def _stop(self, grace: float) -> None:
         for runner in self._runners:
             await runner.stop_fetching()
+        # The runners' serving tasks: ``concurrency`` each, ended by now unless handling.
         tasks = {task for runner in self._runners for task in runner.tasks}
-        if tasks:
+        if tasks:  # pragma: no branch - empty only if something outside cancelled them all
             await self._wait(tasks, grace)
         late = {task for task in tasks if not task.done()}
         if late:
@@ -243,8 +244,8 @@ class Worker:
                 len(late),
                 grace,
             )
-            for task in late:
-                task.cancel()
+            for runner in self._runners:  # only handlers: a settle under way is not cut
+                runner.cancel_handlers()
             _, stuck = await asyncio.wait(late, timeout=_CANCEL_WAIT)
             if stuck:
                 _log.error(

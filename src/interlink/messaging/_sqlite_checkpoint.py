@@ -1,0 +1,170 @@
+"""Checkpoints off the commit path: a thread of its own copies the WAL into the database file.
+
+In WAL mode every commit appends its pages to the ``-wal`` file, and a
+*checkpoint* copies them back into the database file and syncs it. SQLite's
+default (``wal_autocheckpoint=1000``) runs the checkpoint inside the commit
+that takes the WAL past 1000 pages: on the broker's writer that was every
+~28th batch of 100 publishes copying ~4 MB and syncing the database file
+before its callers were answered, with the next batch waiting behind it.
+
+So the writer turns that off and this thread runs ``PRAGMA
+wal_checkpoint(PASSIVE)`` on a connection of its own: at most every
+``INTERVAL`` while commits come, and once more after they stop. A PASSIVE
+checkpoint takes no lock a writer needs: it runs beside the writer's
+transactions and the event loop's work. Once a checkpoint has copied every
+frame, the writer's next transaction starts the WAL over from its beginning
+(SQLite does that by itself) and writes over blocks the file already has,
+whose fsync is cheaper than one that grows the file.
+
+Under load with no pause the thread never quite catches up, and the WAL would
+grow without end. So ``Store`` watches the WAL file: once it passes
+``WAL_LIMIT`` bytes, the writer asks for a checkpoint at once (``hurry``)
+and, when one that started after that has finished, checkpoints inline,
+between two batches, copying only what came since: its next transaction
+starts the WAL over. ``journal_size_limit`` (the same limit) trims the file
+back when it does, so the WAL stays near ``WAL_LIMIT`` whatever the load or
+the size of one transaction. (A TRUNCATE or RESTART checkpoint would do the
+same but waits for every reader and writer, other processes' included.)
+Only a reader that keeps an old snapshot open in another process can hold
+the WAL longer, as it would against SQLite's own checkpoints.
+
+Durability is unchanged. The checkpoint connection uses the broker's
+``synchronous`` level, so SQLite syncs the WAL before copying from it and
+the database file before any writer may start over the copied frames; a
+crash mid-checkpoint leaves the frames in the WAL, where the next open finds
+them. On close the thread stops first and the writer checkpoints one last
+time, so the database file holds everything and SQLite removes the WAL (when
+no other process has the file open).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from typing import Final
+
+__all__ = ["INTERVAL", "WAL_LIMIT", "Checkpointer", "checkpoint", "connect", "wal_size"]
+
+_log = logging.getLogger("interlink.messaging.sqlite")
+
+INTERVAL: Final = 0.05
+"""Seconds between two checkpoints while commits keep coming."""
+
+WAL_LIMIT: Final = 16 * 1024 * 1024
+"""Bytes of WAL past which the writer makes sure the WAL starts over (4,000 4 KB pages)."""
+
+
+def checkpoint(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """``PRAGMA wal_checkpoint(PASSIVE)``: (busy, frames in the WAL, frames copied)."""
+    busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(busy), int(frames), int(copied)
+
+
+def wal_size(path: str) -> int:
+    """Bytes of ``path``'s WAL file (0 when there is none)."""
+    try:
+        return os.stat(path + "-wal").st_size
+    except OSError:
+        return 0
+
+
+def connect(path: str, synchronous: str, busy_timeout: float) -> sqlite3.Connection:
+    """The checkpointer's connection: the writer's ``synchronous`` level, so it syncs alike."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+    except sqlite3.Error:  # pragma: no cover - the writer opened the same file just before
+        conn.close()
+        raise
+    return conn
+
+
+class Checkpointer:
+    """The thread that checkpoints the file behind ``conn``; the writer ``nudge``s it.
+
+    ``seen`` is the writer's commit count when the last checkpoint that
+    finished had started (every commit up to it is in the database file
+    unless a reader in another process held it back), ``frames`` the WAL's
+    length then, and ``checkpoints`` how many ran.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: str, *, interval: float = INTERVAL) -> None:
+        self.seen = 0
+        self.frames = 0
+        self.checkpoints = 0
+        self._conn = conn
+        self._interval = interval
+        self._commits = 0
+        self._hurry = False
+        self._stopping = False
+        self._due = 0.0  # monotonic time before which no checkpoint starts, unless hurried
+        self._failing = False
+        self._wake = threading.Event()  # a commit asks for a checkpoint
+        self._kick = threading.Event()  # cuts the wait for the interval short
+        self._thread = threading.Thread(
+            target=self._main,
+            name=f"interlink-sqlite-checkpoint:{os.path.basename(path)}",
+            daemon=True,
+        )
+
+    @property
+    def alive(self) -> bool:
+        """Whether the thread runs (from ``start`` to ``stop``)."""
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def nudge(self, commits: int) -> None:
+        """The writer committed (``commits`` so far): checkpoint once ``INTERVAL`` is over."""
+        self._commits = commits
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def hurry(self) -> None:
+        """Checkpoint now, without waiting for the interval (the WAL passed its limit)."""
+        self._hurry = True
+        self._kick.set()
+        self._wake.set()
+
+    def stop(self) -> None:
+        """End the thread (a checkpoint under way finishes first) and close its connection."""
+        self._stopping = True
+        self._kick.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._conn.close()
+
+    def _main(self) -> None:
+        wake, kick = self._wake, self._kick
+        while True:
+            wake.wait()
+            delay = self._due - time.monotonic()
+            if delay > 0 and not self._hurry:
+                kick.wait(delay)
+            kick.clear()
+            if self._stopping:
+                return
+            wake.clear()  # what commits from here on asks for the next checkpoint
+            self._hurry = False
+            self._run()
+
+    def _run(self) -> None:
+        seen = self._commits
+        try:
+            busy, frames, _ = checkpoint(self._conn)
+        except sqlite3.Error as exc:
+            if not self._failing:  # once per streak of failures, not every INTERVAL
+                _log.warning("checkpoint of the SQLite broker's WAL failed: %s", exc)
+            self._failing = True
+        else:
+            self._failing = False
+            self.checkpoints += 1
+            if not busy:  # another connection's checkpoint was under way: not ours to count
+                self.seen, self.frames = seen, frames
+        self._due = time.monotonic() + self._interval
