@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -295,3 +296,13 @@ async def test_publish_checks_key_and_message_id(broker: SqliteBroker) -> None:
     with pytest.raises(ConfigError, match="delay"):
         await broker.publish("q", b"x", delay=float("nan"))
     assert (await broker.stats("q")).ready == 0
+
+
+async def test_generated_message_ids_are_random_uuid4_hex_across_draws(
+    broker: SqliteBroker,
+) -> None:
+    ids = await asyncio.gather(*(broker.publish("q", b"x") for _ in range(600)))  # 3 draws
+    assert len(set(ids)) == 600
+    for message_id in ids:
+        parsed = uuid.UUID(message_id)
+        assert (parsed.hex, parsed.version, parsed.variant) == (message_id, 4, uuid.RFC_4122)

@@ -38,9 +38,18 @@ def _rows_in_the_database_file(path: Path, tmp: Path) -> int:
     shutil.copyfile(path, copy)  # without its -wal: SQLite sees the file as it is
     conn = sqlite3.connect(copy)
     try:
+        tables = conn.execute("SELECT name FROM sqlite_master WHERE name = 'messages'").fetchall()
+        if not tables:  # not even the schema was copied yet
+            return 0
         return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
     finally:
         conn.close()
+
+
+def _only_when_hurried(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commits never pause long enough for the checkpointer: only ``hurry`` makes it run."""
+    monkeypatch.setattr(checkpoints, "IDLE", 3600.0)
+    monkeypatch.setattr(checkpoints, "MAX_DELAY", 3600.0)
 
 
 async def _wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
@@ -62,7 +71,7 @@ async def _publish_rounds(broker: SqliteBroker, rounds: int, per_round: int) -> 
 async def test_commits_no_longer_checkpoint_the_checkpointer_does_once_they_pause(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(checkpoints, "INTERVAL", 0.02)
+    monkeypatch.setattr(checkpoints, "IDLE", 0.02)
     path = tmp_path / "b.db"
     broker = SqliteBroker(str(path))
     await broker.start()
@@ -81,21 +90,56 @@ async def test_commits_no_longer_checkpoint_the_checkpointer_does_once_they_paus
         await broker.close()
 
 
-async def test_the_wal_stays_bounded_under_sustained_publishes(
+async def test_after_a_pause_the_wal_starts_over_instead_of_growing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    limit = 256 * 1024
-    monkeypatch.setattr(checkpoints, "WAL_LIMIT", limit)
-    monkeypatch.setattr(checkpoints, "INTERVAL", 3600.0)  # only a hurry makes it checkpoint
+    monkeypatch.setattr(checkpoints, "IDLE", 0.02)
     broker = SqliteBroker(str(tmp_path / "b.db"))
     await broker.start()
     try:
-        sizes = await _publish_rounds(broker, 40, 50)  # ~2.4 MB of WAL without a bound
         checkpointer = _checkpointer(broker)
-        assert checkpointer.checkpoints >= 3  # hurried ones, beside the first
+        first = max(await _publish_rounds(broker, 20, 50))
+        await _wait_for(lambda: checkpointer.seen == broker.commits)
+        second = max(await _publish_rounds(broker, 20, 50))
+        assert second < 1.2 * first  # written over from the start, not appended (~2x)
+    finally:
+        await broker.close()
+
+
+async def test_commits_that_never_pause_still_get_checkpoints_every_max_delay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checkpoints, "IDLE", 3600.0)  # no pause would ever be long enough
+    monkeypatch.setattr(checkpoints, "MAX_DELAY", 0.05)
+    path = tmp_path / "b.db"
+    broker = SqliteBroker(str(path))
+    await broker.start()
+    try:
+        checkpointer = _checkpointer(broker)
+        deadline = time.monotonic() + 0.4
+        while time.monotonic() < deadline:
+            await broker.publish("q", b"x")
+        assert checkpointer.checkpoints >= 3
+        assert _rows_in_the_database_file(path, tmp_path) > 0
+    finally:
+        await broker.close()
+
+
+async def test_the_wal_stays_bounded_under_sustained_publishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = 512 * 1024
+    monkeypatch.setattr(checkpoints, "WAL_LIMIT", limit)
+    _only_when_hurried(monkeypatch)
+    monkeypatch.setattr(store_module, "_CATCH_UP_AFTER", 8)  # ~0.7 MB past the limit at most
+    broker = SqliteBroker(str(tmp_path / "b.db"))
+    await broker.start()
+    try:
+        sizes = await _publish_rounds(broker, 80, 50)  # ~7 MB of WAL without a bound
+        checkpointer = _checkpointer(broker)
+        assert checkpointer.checkpoints >= 3  # hurried ones: nothing else makes it run
         assert max(sizes) < 4 * limit
-        assert sizes[-1] < 4 * limit
-        assert (await broker.stats("q")).ready == 2000
+        assert (await broker.stats("q")).ready == 4000
     finally:
         await broker.close()
 
@@ -105,7 +149,7 @@ async def test_the_wal_stays_bounded_when_the_checkpointer_never_comes(
 ) -> None:
     limit = 256 * 1024
     monkeypatch.setattr(checkpoints, "WAL_LIMIT", limit)
-    monkeypatch.setattr(checkpoints, "INTERVAL", 3600.0)
+    _only_when_hurried(monkeypatch)
     monkeypatch.setattr(checkpoints.Checkpointer, "hurry", lambda self: None)
     monkeypatch.setattr(store_module, "_CATCH_UP_AFTER", 4)
     broker = SqliteBroker(str(tmp_path / "b.db"))
@@ -121,7 +165,7 @@ async def test_the_wal_stays_bounded_when_the_checkpointer_never_comes(
 async def test_close_stops_the_checkpointer_and_checkpoints_everything(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(checkpoints, "INTERVAL", 3600.0)  # the thread copies the first commit only
+    _only_when_hurried(monkeypatch)  # the thread copies nothing: close must
     path = tmp_path / "b.db"
     broker = SqliteBroker(str(path))
     await broker.start()
@@ -130,7 +174,7 @@ async def test_close_stops_the_checkpointer_and_checkpoints_everything(
         checkpointer = _checkpointer(broker)
         for _ in range(30):
             await broker.publish("q", BODY)
-        assert _rows_in_the_database_file(path, tmp_path) < 30
+        assert _rows_in_the_database_file(path, tmp_path) == 0
         await broker.close()
         assert not checkpointer.alive
         assert not _checkpoint_threads()
@@ -143,7 +187,7 @@ async def test_close_stops_the_checkpointer_and_checkpoints_everything(
 async def test_failing_checkpoints_are_logged_once_and_publishing_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(checkpoints, "INTERVAL", 0.01)
+    monkeypatch.setattr(checkpoints, "IDLE", 0.005)
     real = checkpoints.checkpoint
     failing = True
 
@@ -174,7 +218,7 @@ async def test_failing_checkpoints_are_logged_once_and_publishing_goes_on(
 async def test_a_checkpoint_that_finds_another_under_way_is_not_counted_as_caught_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(checkpoints, "INTERVAL", 0.01)
+    monkeypatch.setattr(checkpoints, "IDLE", 0.005)
     monkeypatch.setattr(checkpoints, "checkpoint", lambda conn: (1, -1, -1))
     broker = SqliteBroker(str(tmp_path / "b.db"))
     await broker.start()
@@ -189,7 +233,7 @@ async def test_a_checkpoint_that_finds_another_under_way_is_not_counted_as_caugh
 
 def test_a_checkpointer_never_started_stops_and_closes_its_connection(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "b.db", check_same_thread=False)
-    checkpointer = checkpoints.Checkpointer(conn, str(tmp_path / "b.db"))
+    checkpointer = checkpoints.Checkpointer(conn, str(tmp_path / "b.db"), idle=1, max_delay=1)
     assert not checkpointer.alive
     checkpointer.stop()
     with pytest.raises(sqlite3.ProgrammingError):

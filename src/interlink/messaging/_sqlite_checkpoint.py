@@ -8,16 +8,19 @@ that takes the WAL past 1000 pages: on the broker's writer that was every
 before its callers were answered, with the next batch waiting behind it.
 
 So the writer turns that off and this thread runs ``PRAGMA
-wal_checkpoint(PASSIVE)`` on a connection of its own: at most every
-``INTERVAL`` while commits come, and once more after they stop. A PASSIVE
-checkpoint takes no lock a writer needs: it runs beside the writer's
-transactions and the event loop's work. Once a checkpoint has copied every
-frame, the writer's next transaction starts the WAL over from its beginning
-(SQLite does that by itself) and writes over blocks the file already has,
-whose fsync is cheaper than one that grows the file.
+wal_checkpoint(PASSIVE)`` on a connection of its own, once commits pause
+(none for ``IDLE``) and at the latest every ``MAX_DELAY`` while they keep
+coming. A PASSIVE checkpoint takes no lock a writer needs, so it can run
+beside the writer's transactions, but its writes and fsync share the disk
+with theirs: checkpointing every 50 ms instead of waiting for a pause
+measured ~9% slower publishing, ~14% slower consuming. Once a checkpoint has
+copied every frame, the writer's next transaction starts the WAL over from
+its beginning (SQLite does that by itself) and writes over blocks the file
+already has, whose fsync is cheaper than one that grows the file.
 
-Under load with no pause the thread never quite catches up, and the WAL would
-grow without end. So ``Store`` watches the WAL file: once it passes
+Under load with no pause the thread still copies every ``MAX_DELAY``, but
+never quite catches up (commits land while it copies), so the WAL would grow
+without end. So ``Store`` watches the WAL file: once it passes
 ``WAL_LIMIT`` bytes, the writer asks for a checkpoint at once (``hurry``)
 and, when one that started after that has finished, checkpoints inline,
 between two batches, copying only what came since: its next transaction
@@ -46,15 +49,23 @@ import threading
 import time
 from typing import Final
 
-__all__ = ["INTERVAL", "WAL_LIMIT", "Checkpointer", "checkpoint", "connect", "wal_size"]
+__all__ = ["IDLE", "MAX_DELAY", "WAL_LIMIT", "Checkpointer", "checkpoint", "connect", "wal_size"]
 
 _log = logging.getLogger("interlink.messaging.sqlite")
 
-INTERVAL: Final = 0.05
-"""Seconds between two checkpoints while commits keep coming."""
+IDLE: Final = 0.01
+"""Seconds without a commit after which the thread checkpoints: the writer paused."""
 
-WAL_LIMIT: Final = 16 * 1024 * 1024
-"""Bytes of WAL past which the writer makes sure the WAL starts over (4,000 4 KB pages)."""
+MAX_DELAY: Final = 0.5
+"""Seconds of commits without such a pause after which it checkpoints anyway."""
+
+WAL_LIMIT: Final = 64 * 1024 * 1024
+"""Bytes of WAL past which the writer makes sure the WAL starts over (~16,000 4 KB pages).
+
+Big enough that a burst of ~40,000 1 KB messages (publishes, leases and acks
+alike write ~1.7 KB of WAL per message) never meets the inline checkpoint,
+so the WAL starts over once the burst pauses; small enough to keep the file
+and the recovery after a crash modest."""
 
 
 def checkpoint(conn: sqlite3.Connection) -> tuple[int, int, int]:
@@ -92,19 +103,21 @@ class Checkpointer:
     length then, and ``checkpoints`` how many ran.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: str, *, interval: float = INTERVAL) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, path: str, *, idle: float, max_delay: float
+    ) -> None:
         self.seen = 0
         self.frames = 0
         self.checkpoints = 0
         self._conn = conn
-        self._interval = interval
+        self._idle = idle
+        self._max_delay = max_delay
         self._commits = 0
         self._hurry = False
         self._stopping = False
-        self._due = 0.0  # monotonic time before which no checkpoint starts, unless hurried
         self._failing = False
-        self._wake = threading.Event()  # a commit asks for a checkpoint
-        self._kick = threading.Event()  # cuts the wait for the interval short
+        self._wake = threading.Event()  # a commit since the last checkpoint started
+        self._kick = threading.Event()  # hurry or stop: cuts the waiting short
         self._thread = threading.Thread(
             target=self._main,
             name=f"interlink-sqlite-checkpoint:{os.path.basename(path)}",
@@ -120,13 +133,17 @@ class Checkpointer:
         self._thread.start()
 
     def nudge(self, commits: int) -> None:
-        """The writer committed (``commits`` so far): checkpoint once ``INTERVAL`` is over."""
+        """The writer committed (``commits`` so far): checkpoint once commits pause.
+
+        Cheap enough for every commit: the thread looks at ``commits`` every
+        ``IDLE`` seconds rather than being woken by each of them.
+        """
         self._commits = commits
         if not self._wake.is_set():
             self._wake.set()
 
     def hurry(self) -> None:
-        """Checkpoint now, without waiting for the interval (the WAL passed its limit)."""
+        """Checkpoint now, without waiting for a pause (the WAL passed its limit)."""
         self._hurry = True
         self._kick.set()
         self._wake.set()
@@ -143,14 +160,20 @@ class Checkpointer:
     def _main(self) -> None:
         wake, kick = self._wake, self._kick
         while True:
-            wake.wait()
-            delay = self._due - time.monotonic()
-            if delay > 0 and not self._hurry:
-                kick.wait(delay)
+            wake.wait()  # a commit came since the last checkpoint started
+            wake.clear()
+            started = time.monotonic()
+            seen = self._commits
+            # Wait for a pause: a checkpoint's I/O slows the commits it runs beside.
+            while not (self._hurry or self._stopping):
+                waited = time.monotonic() - started
+                kick.wait(max(0.0, min(self._idle, self._max_delay - waited)))
+                if self._commits == seen or time.monotonic() - started >= self._max_delay:
+                    break
+                seen = self._commits
             kick.clear()
             if self._stopping:
                 return
-            wake.clear()  # what commits from here on asks for the next checkpoint
             self._hurry = False
             self._run()
 
@@ -159,7 +182,7 @@ class Checkpointer:
         try:
             busy, frames, _ = checkpoint(self._conn)
         except sqlite3.Error as exc:
-            if not self._failing:  # once per streak of failures, not every INTERVAL
+            if not self._failing:  # once per streak of failures, not every time
                 _log.warning("checkpoint of the SQLite broker's WAL failed: %s", exc)
             self._failing = True
         else:
@@ -167,4 +190,3 @@ class Checkpointer:
             self.checkpoints += 1
             if not busy:  # another connection's checkpoint was under way: not ours to count
                 self.seen, self.frames = seen, frames
-        self._due = time.monotonic() + self._interval
