@@ -15,6 +15,7 @@ PUBLIC_PACKAGES = [
     "interlink.messaging",
     "interlink.resilience",
     "interlink.testing",
+    "interlink.webhooks",
 ]
 
 

@@ -24,7 +24,9 @@ from interlink.core.errors import (
     ResilienceError,
     ResponseValidationError,
     RetryExhaustedError,
+    SignatureError,
     ThrottledLocallyError,
+    WebhookError,
 )
 from interlink.core.secrets import Secret, reveal
 
@@ -54,8 +56,10 @@ __all__ = [
     "ResponseValidationError",
     "RetryExhaustedError",
     "Secret",
+    "SignatureError",
     "ThrottledLocallyError",
     "TimerHandle",
+    "WebhookError",
     "parse_duration",
     "reveal",
 ]

@@ -24,6 +24,8 @@ A caller can catch exactly as much as it means to::
         ├── PublishError                 the message is not known to be durable: never "sent"
         ├── DeliveryError                a delivery could not be settled; it stays unacked
         └── DeadLetterNotFoundError      no dead letter has that id (also a ``KeyError``)
+    └── WebhookError                     a webhook could not be received
+        └── SignatureError               it failed verification (``reason``, ``scheme``)
 
 Every ``ResilienceError`` carries ``retry_after``: the seconds after which trying
 again may succeed, or ``None`` when nobody knows.
@@ -53,7 +55,9 @@ __all__ = [
     "ResilienceError",
     "ResponseValidationError",
     "RetryExhaustedError",
+    "SignatureError",
     "ThrottledLocallyError",
+    "WebhookError",
 ]
 
 
@@ -281,3 +285,24 @@ class DeadLetterNotFoundError(MessagingError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message again
         return str(self.args[0])
+
+
+class WebhookError(InterlinkError):
+    """A webhook could not be received (see ``SignatureError``)."""
+
+
+class SignatureError(WebhookError):
+    """A webhook failed verification; ``reason`` says how, ``scheme`` names the scheme.
+
+    ``reason`` is one of ``"missing_header"`` (a header the scheme needs is
+    absent), ``"malformed_header"`` (present but not in the scheme's shape),
+    ``"timestamp_out_of_tolerance"`` (too old or too far in the future),
+    ``"no_matching_signature"`` (no signature matches any secret) or
+    ``"bad_secret"`` (a configured secret cannot be used by this scheme). The
+    message never contains a secret or a computed signature.
+    """
+
+    def __init__(self, message: str, *, reason: str, scheme: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.scheme = scheme

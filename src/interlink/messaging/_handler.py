@@ -89,8 +89,8 @@ class Handler:
             ) from exc
 
     def is_permanent(self, error: BaseException) -> bool:
-        """Whether ``error`` is one of the declared permanent exception types."""
-        return isinstance(error, self.permanent)
+        """Whether ``error`` is a declared permanent exception type, or an ``InvalidPayloadError``."""
+        return isinstance(error, (self.permanent, InvalidPayloadError))
 
 
 def _describe_validation(exc: pydantic.ValidationError, model: Any) -> str:

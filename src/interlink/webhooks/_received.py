@@ -1,0 +1,109 @@
+"""What a webhook handler gets: ``ReceivedWebhook``, rebuilt from the stored message.
+
+The receiver publishes the raw body as the message body and what it learnt
+on receipt as ``x-interlink-webhook-*`` headers, beside the request headers
+it forwards. ``webhook_handler`` turns a handler of ``(ReceivedWebhook, ctx)``
+into one the ``Worker`` runs, so a webhook is retried and dead-lettered like
+any message, and verified once, on receipt (a retry hours later must not fail
+a freshness check: pitfall 6 of research/webhooks.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from interlink.messaging._context import MessageContext
+from interlink.messaging._handler import HandlerFunc, InvalidPayloadError
+
+__all__ = [
+    "HEADER_RECEIPT",
+    "HEADER_RECEIVED_AT",
+    "HEADER_SCHEME",
+    "HEADER_SOURCE",
+    "HEADER_TIMESTAMP",
+    "HEADER_WEBHOOK_ID",
+    "ReceivedWebhook",
+    "webhook_handler",
+]
+
+HEADER_SOURCE: Final = "x-interlink-webhook-source"
+HEADER_SCHEME: Final = "x-interlink-webhook-scheme"
+HEADER_WEBHOOK_ID: Final = "x-interlink-webhook-id"
+HEADER_TIMESTAMP: Final = "x-interlink-webhook-timestamp"
+HEADER_RECEIVED_AT: Final = "x-interlink-webhook-received-at"
+HEADER_RECEIPT: Final = "x-interlink-webhook-receipt"
+_OURS: Final = "x-interlink-"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedWebhook:
+    """A verified webhook as stored: handed to a ``webhook_handler`` function.
+
+    ``id`` is the provider's id (``VerifiedWebhook.id``), ``message_id`` is
+    ``"<source>:<id>"``; ``timestamp`` the signed unix time or ``None``;
+    ``received_at`` the receiver's wall time (unix seconds) when it verified
+    it; ``receipt_id`` what the provider was answered; ``headers`` the
+    forwarded request headers (lower-case names); ``body`` the raw bytes.
+    """
+
+    source: str
+    id: str
+    message_id: str
+    scheme: str
+    timestamp: int | None
+    received_at: float
+    receipt_id: str
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        """The body parsed as JSON; ``ValueError`` when it is not JSON."""
+        return json.loads(self.body)
+
+    @classmethod
+    def from_message(cls, body: bytes, ctx: MessageContext) -> ReceivedWebhook:
+        """Rebuild it from a stored message; ``InvalidPayloadError`` when the message is no webhook."""
+        headers = ctx.message.headers
+        try:
+            source = headers[HEADER_SOURCE]
+            stamp = headers.get(HEADER_TIMESTAMP)
+            return cls(
+                source=source,
+                id=headers[HEADER_WEBHOOK_ID],
+                message_id=ctx.message.id,
+                scheme=headers[HEADER_SCHEME],
+                timestamp=int(stamp) if stamp else None,
+                received_at=float(headers[HEADER_RECEIVED_AT]),
+                receipt_id=headers[HEADER_RECEIPT],
+                body=body if isinstance(body, bytes) else ctx.message.body,
+                headers={k: v for k, v in headers.items() if not k.startswith(_OURS)},
+            )
+        except (KeyError, ValueError) as exc:
+            raise InvalidPayloadError(
+                f"message {ctx.message.id!r} was not stored by the webhook receiver"
+                f" (header {exc} missing or malformed)",
+                queue=ctx.message.queue,
+            ) from None
+
+
+WebhookFunc = Callable[[ReceivedWebhook, MessageContext], Awaitable[object]]
+
+
+def webhook_handler(func: WebhookFunc) -> HandlerFunc:
+    """Adapt ``async def f(webhook: ReceivedWebhook, ctx)`` to a ``Worker`` handler.
+
+    Use it under ``@worker.handler(queue, ...)``: retries, dead-lettering and
+    the inbox apply as to any message, and ``ctx.idempotency_key`` is stable
+    for the webhook (its message id is ``"<source>:<webhook id>"``). A message
+    that the receiver did not store is dead-lettered at once.
+    """
+
+    @functools.wraps(func)
+    async def handle(body: Any, ctx: MessageContext) -> object:
+        return await func(ReceivedWebhook.from_message(body, ctx), ctx)
+
+    return handle

@@ -1,0 +1,389 @@
+"""``WebhookReceiver``: an ASGI app that answers 2xx only once a webhook is durably stored.
+
+Order on each request, per source: method (405), size (413, checked on
+``Content-Length`` before reading and again while reading), verification
+(401 with an RFC 9457 problem body that does not say which check failed; the
+reason goes to the log and the source's stats), the provider's handshake if
+it is one (answered, not stored), a repeat of a webhook stored recently
+(2xx, ``duplicate: true``, not stored again), then the durable publish to the
+source's queue with message id ``"<source>:<webhook id>"`` and only after it
+the 2xx with the receipt. A publish that fails or cannot be confirmed answers
+503 with ``Retry-After``: the provider retries and nothing is lost.
+
+It is plain ASGI, without a framework's routing, because this path is
+measured against a bare verify-only endpoint (``bench/webhooks.py``): the
+receiver does one dictionary lookup per request to find its source. It
+mounts in Starlette or FastAPI (``routes()``, or ``app.mount``) and runs
+alone under uvicorn (it speaks the lifespan protocol).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from interlink.core.clock import SYSTEM_CLOCK, Clock
+from interlink.core.errors import ConfigError, SignatureError
+from interlink.messaging._broker import Broker, open_broker
+from interlink.messaging._message import new_message_id
+from interlink.webhooks._receipts import ReceiptLog
+from interlink.webhooks._received import (
+    HEADER_RECEIPT,
+    HEADER_RECEIVED_AT,
+    HEADER_SCHEME,
+    HEADER_SOURCE,
+    HEADER_TIMESTAMP,
+    HEADER_WEBHOOK_ID,
+)
+from interlink.webhooks._source import WebhookSource
+
+__all__ = ["SourceStats", "WebhookReceiver"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_log = logging.getLogger("interlink.webhooks")
+
+_JSON: Final = b"application/json"
+_PROBLEM: Final = b"application/problem+json"
+_TITLES: Final = {
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    503: "Service Unavailable",
+}
+
+
+@dataclass(slots=True)
+class SourceStats:
+    """What one source received since the receiver started (for health and the admin API)."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    handshakes: int = 0
+    too_large: int = 0
+    unavailable: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    """Rejections by ``SignatureError.reason``."""
+    last_received_at: float | None = None
+    """Wall time (unix seconds) of the last request, whatever its outcome."""
+    last_accepted_at: float | None = None
+    """Wall time of the last webhook stored."""
+
+
+class WebhookReceiver:
+    """Receive the ``sources``' webhooks and publish each, durably, to its queue.
+
+    ``broker`` is a ``Broker`` (the caller owns it: it is started, not closed,
+    here) or a URL (``sqlite:///./interlink.db``: opened on ``start`` and
+    closed on ``close``). ``retry_after`` (seconds) is sent with a 503.
+    ``trust_forwarded``: rebuild the URL of a URL-signing scheme from
+    ``X-Forwarded-Proto``/``X-Forwarded-Host`` (only behind a proxy that sets
+    them). ``receipts``: the ``ReceiptLog`` of recent webhooks (default: a day,
+    100,000 entries). ``stats`` holds a ``SourceStats`` per source name.
+
+    Start it with ``async with receiver:`` (or ``start``/``close``), with
+    ``lifespan=receiver.lifespan`` in FastAPI/Starlette, or let uvicorn send
+    the lifespan events when it runs the receiver alone.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[WebhookSource],
+        *,
+        broker: Broker | str,
+        clock: Clock = SYSTEM_CLOCK,
+        retry_after: int = 5,
+        trust_forwarded: bool = False,
+        receipts: ReceiptLog | None = None,
+    ) -> None:
+        if isinstance(sources, WebhookSource) or not sources:
+            raise ConfigError("WebhookReceiver needs a list of at least one WebhookSource")
+        by_path: dict[str, WebhookSource] = {}
+        names: set[str] = set()
+        for source in sources:
+            if not isinstance(source, WebhookSource):
+                raise ConfigError(f"not a WebhookSource: {source!r}")
+            if source.path in by_path:
+                raise ConfigError(
+                    f"webhook sources {by_path[source.path].name!r} and {source.name!r}"
+                    f" share the path {source.path!r}"
+                )
+            if source.name in names:
+                raise ConfigError(f"two webhook sources are named {source.name!r}")
+            by_path[source.path] = source
+            names.add(source.name)
+        if not isinstance(broker, Broker | str):
+            raise ConfigError(f"broker must be a Broker or a broker URL, got {broker!r}")
+        if isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 1:
+            raise ConfigError(
+                f"retry_after must be a positive number of seconds, got {retry_after!r}"
+            )
+        self.sources: dict[str, WebhookSource] = {s.name: s for s in sources}
+        """The sources by name."""
+        self._by_path = by_path
+        self._broker_url = broker if isinstance(broker, str) else None
+        self._broker: Broker | None = broker if isinstance(broker, Broker) else None
+        self.clock = clock
+        self.retry_after = retry_after
+        self.trust_forwarded = trust_forwarded
+        self.receipts = receipts if receipts is not None else ReceiptLog(clock)
+        self.stats: dict[str, SourceStats] = {name: SourceStats() for name in self.sources}
+        self._started = False
+        self._unavailable = _problem(503, "the webhook could not be stored; retry later")
+
+    # -- lifecycle ---------------------------------------------------------------
+    @property
+    def broker(self) -> Broker:
+        """The broker webhooks are published to (``ConfigError`` before ``start`` for a URL)."""
+        if self._broker is None:
+            raise ConfigError("the receiver opens its broker URL on start(): start it first")
+        return self._broker
+
+    @property
+    def started(self) -> bool:
+        """Between ``start`` and ``close``."""
+        return self._started
+
+    async def start(self) -> None:
+        """Open (URL) or start (instance) the broker. Idempotent."""
+        if self._started:
+            return
+        if self._broker is None:
+            assert self._broker_url is not None
+            self._broker = await open_broker(self._broker_url, clock=self.clock)
+        else:
+            await self._broker.start()
+        self._started = True
+
+    async def close(self) -> None:
+        """Close the broker if the receiver opened it. Idempotent."""
+        if not self._started:
+            return
+        self._started = False
+        if self._broker_url is not None and self._broker is not None:
+            broker, self._broker = self._broker, None
+            await broker.close()
+
+    async def __aenter__(self) -> WebhookReceiver:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """``FastAPI(lifespan=receiver.lifespan)``; chain it inside your own with ``async with``."""
+        async with self:
+            yield
+
+    def routes(self) -> list[Any]:
+        """One Starlette ``Route`` per source, for ``app.router.routes.extend(...)`` (needs starlette)."""
+        try:
+            from starlette.routing import Route
+        except ImportError as exc:  # pragma: no cover - depends on what is installed
+            raise ConfigError("routes() needs starlette; or mount the receiver itself") from exc
+        return [
+            Route(path, endpoint=self, methods=None, name=f"webhook:{source.name}")
+            for path, source in self._by_path.items()
+        ]
+
+    # -- ASGI ----------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            raise ConfigError(f"the webhook receiver serves HTTP, not {kind!r}")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        source = self._by_path.get(path)
+        if source is None and root and path.startswith(root):
+            source = self._by_path.get(path[len(root) :] or "/")
+        if source is None:
+            await _respond(send, *_problem(404, "no webhook source at this path"))
+            return
+        stats = self.stats[source.name]
+        stats.last_received_at = self.clock.wall()
+        if scope["method"] != "POST":
+            status, ctype, body = _problem(405, "webhooks are POSTed")
+            await _respond(send, status, ctype, body, ((b"allow", b"POST"),))
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > source.max_body:
+            stats.too_large += 1
+            await _respond(send, *_too_large(source))
+            return
+        read = await _read_body(receive, source.max_body)
+        if read is None:  # the client went away: nothing was answered, nothing stored
+            return
+        body = read
+        if body is _TOO_LARGE:
+            stats.too_large += 1
+            await _respond(send, *_too_large(source))
+            return
+        verifier = source.verifier
+        url = self._url(scope, headers, source) if verifier.needs_url else None
+        received_at = self.clock.wall()
+        try:
+            webhook = verifier.check(headers, body, url, received_at)
+        except SignatureError as exc:
+            stats.rejected[exc.reason] = stats.rejected.get(exc.reason, 0) + 1
+            _log.warning(
+                "webhook rejected: source=%s reason=%s detail=%s", source.name, exc.reason, exc
+            )
+            await _respond(send, *_problem(401, "the webhook's signature could not be verified"))
+            return
+        handshake = verifier.handshake(webhook)
+        if handshake is not None:
+            stats.handshakes += 1
+            await _respond(
+                send, handshake.status, handshake.content_type.encode("latin-1"), handshake.body
+            )
+            return
+        key = f"{source.name}:{webhook.id}"
+        receipts = self.receipts
+        receipt = receipts.get(key)
+        if receipt is None:
+            receipt = await receipts.claim(key)
+        if receipt is not None:
+            stats.duplicates += 1
+            await _respond(send, 200, _JSON, _receipt_body(receipt, True))
+            return
+        receipt = new_message_id()
+        message_headers = {
+            name: headers[name] for name in source.forward_headers if name in headers
+        }
+        message_headers[HEADER_SOURCE] = source.name
+        message_headers[HEADER_SCHEME] = webhook.scheme
+        message_headers[HEADER_WEBHOOK_ID] = webhook.id
+        message_headers[HEADER_RECEIVED_AT] = repr(received_at)
+        message_headers[HEADER_RECEIPT] = receipt
+        if webhook.timestamp is not None:
+            message_headers[HEADER_TIMESTAMP] = str(webhook.timestamp)
+        try:
+            await self.broker.publish(source.queue, body, message_id=key, headers=message_headers)
+        except Exception as exc:
+            receipts.done(key, None)
+            stats.unavailable += 1
+            _log.error(
+                "webhook not stored, answering 503: source=%s id=%s error=%s: %s",
+                source.name,
+                webhook.id,
+                type(exc).__name__,
+                exc,
+            )
+            status, ctype, problem = self._unavailable
+            retry = str(self.retry_after).encode()
+            await _respond(send, status, ctype, problem, ((b"retry-after", retry),))
+            return
+        except BaseException:
+            receipts.done(key, None)
+            raise
+        receipts.done(key, receipt)
+        stats.accepted += 1
+        stats.last_accepted_at = received_at
+        await _respond(send, 200, _JSON, _receipt_body(receipt, False))
+
+    def _url(self, scope: Scope, headers: dict[str, str], source: WebhookSource) -> str:
+        query = scope.get("query_string", b"")
+        suffix = "?" + query.decode("latin-1") if query else ""
+        if source.public_url is not None:
+            return source.public_url + suffix
+        scheme: str = scope.get("scheme", "http")
+        host = headers.get("host")
+        if self.trust_forwarded:
+            scheme = headers.get("x-forwarded-proto", scheme).split(",")[0].strip() or scheme
+            forwarded = headers.get("x-forwarded-host", "").split(",")[0].strip()
+            host = forwarded or host
+        if not host:
+            server = scope.get("server") or ("localhost", None)
+            host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and not path.startswith(root):
+            path = root + path
+        return f"{scheme}://{host}{path}{suffix}"
+
+
+_TOO_LARGE: Final = b"\0too large\0"
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body; ``_TOO_LARGE`` past ``limit`` bytes; ``None`` if the client left."""
+    message = await receive()
+    if message["type"] != "http.request":
+        return None
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body if len(body) <= limit else _TOO_LARGE
+    chunks = [body]
+    size = len(body)
+    while True:
+        if size > limit:
+            return _TOO_LARGE
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks) if size <= limit else _TOO_LARGE
+
+
+def _problem(status: int, detail: str) -> tuple[int, bytes, bytes]:
+    body = {"type": "about:blank", "title": _TITLES[status], "status": status, "detail": detail}
+    return status, _PROBLEM, json.dumps(body).encode()
+
+
+def _too_large(source: WebhookSource) -> tuple[int, bytes, bytes]:
+    return _problem(413, f"the body is larger than {source.max_body} bytes")
+
+
+def _receipt_body(receipt: str, duplicate: bool) -> bytes:
+    return b'{"receipt_id":"%s","duplicate":%s}' % (
+        receipt.encode(),
+        b"true" if duplicate else b"false",
+    )
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    content_type: bytes,
+    body: bytes,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,121 @@
+"""``WebhookSource``: one provider's endpoint (path, scheme, secrets, target queue), checked once."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from interlink.core.errors import ConfigError, SignatureError
+from interlink.core.secrets import Secret
+from interlink.messaging._message import validate_queue_name
+from interlink.webhooks._scheme import Scheme
+from interlink.webhooks._verify import build_scheme
+
+__all__ = ["DEFAULT_FORWARDED_HEADERS", "DEFAULT_MAX_BODY", "WebhookSource"]
+
+DEFAULT_MAX_BODY: Final = 1024 * 1024
+"""Bytes a webhook body may have before the receiver answers 413 (1 MiB)."""
+
+DEFAULT_FORWARDED_HEADERS: Final = (
+    "content-type",
+    "user-agent",
+    # the event type or topic, where a provider sends it in a header
+    "x-github-event",
+    "x-github-hook-id",
+    "x-shopify-topic",
+    "x-shopify-shop-domain",
+    "x-shopify-api-version",
+    "x-slack-retry-num",
+    "x-slack-retry-reason",
+    "twitch-eventsub-message-type",
+    "twitch-eventsub-subscription-type",
+)
+"""Request headers stored with every webhook (signature headers never are)."""
+
+_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
+
+
+class WebhookSource:
+    """One provider's webhooks: where they arrive, how they are verified, where they go.
+
+    - ``name``: the source's name (letters, digits, ``_.-``); message ids are
+      ``"<name>:<webhook id>"``.
+    - ``path``: the URL path the receiver answers on (``/webhooks/stripe``).
+    - ``scheme``, ``secrets``, ``tolerance``, ``options``: as for ``verify``;
+      ``secrets`` is a list so that a rotation can list the old and the new.
+    - ``queue``: where verified webhooks are published, durably, before the 2xx.
+    - ``max_body``: bytes (default 1 MiB); a larger body gets 413.
+    - ``public_url``: the URL the provider calls, for the schemes that sign it
+      (``twilio``, ``square``) when the receiver sits behind a proxy that
+      changes scheme, host or port; default: rebuilt from the request.
+    - ``forward_headers``: request headers stored with the webhook (lower-case
+      names; default ``DEFAULT_FORWARDED_HEADERS``).
+
+    A bad value raises ``ConfigError`` naming the source, at construction.
+    """
+
+    __slots__ = (
+        "forward_headers",
+        "max_body",
+        "name",
+        "path",
+        "public_url",
+        "queue",
+        "scheme",
+        "verifier",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        path: str,
+        scheme: str,
+        secrets: Sequence[str | bytes | Secret],
+        queue: str,
+        tolerance: float | None = None,
+        options: Mapping[str, Any] | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        public_url: str | None = None,
+        forward_headers: Sequence[str] = DEFAULT_FORWARDED_HEADERS,
+    ) -> None:
+        if not isinstance(name, str) or _NAME.match(name) is None:
+            raise ConfigError(
+                f"webhook source name {name!r}: use 1-100 letters, digits, '_', '.' or '-'"
+            )
+        where = f"webhook source {name!r}"
+        if not isinstance(path, str) or not path.startswith("/") or "?" in path:
+            raise ConfigError(f"{where}: path must start with '/' and hold no query, got {path!r}")
+        if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
+            raise ConfigError(f"{where}: max_body must be a positive number of bytes")
+        if public_url is not None and not (
+            isinstance(public_url, str) and public_url.startswith(("http://", "https://"))
+        ):
+            raise ConfigError(f"{where}: public_url must be an http(s) URL, got {public_url!r}")
+        if isinstance(forward_headers, str) or not all(
+            isinstance(h, str) and h for h in forward_headers
+        ):
+            raise ConfigError(f"{where}: forward_headers must be a list of header names")
+        try:
+            queue = validate_queue_name(queue)
+            verifier: Scheme = build_scheme(
+                scheme, secrets, tolerance=tolerance, **dict(options or {})
+            )
+        except (ConfigError, SignatureError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        self.name = name
+        self.path = path
+        self.scheme = verifier.name
+        self.verifier = verifier
+        """The built ``Scheme`` that checks this source's webhooks."""
+        self.queue = queue
+        self.max_body = max_body
+        self.public_url = public_url
+        self.forward_headers = tuple(sorted({h.lower() for h in forward_headers}))
+
+    def __repr__(self) -> str:
+        return (
+            f"WebhookSource({self.name!r}, path={self.path!r}, scheme={self.scheme!r},"
+            f" queue={self.queue!r}, secrets={len(self.verifier.keys)})"
+        )

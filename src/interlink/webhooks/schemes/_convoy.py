@@ -1,0 +1,1 @@
+"""The ``convoy`` signature scheme (being written)."""

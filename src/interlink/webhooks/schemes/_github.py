@@ -1,0 +1,1 @@
+"""The ``github`` signature scheme (being written)."""

@@ -1,0 +1,1 @@
+"""The ``hmac`` signature scheme (being written)."""

@@ -1,0 +1,1 @@
+"""The ``paddle`` signature scheme (being written)."""

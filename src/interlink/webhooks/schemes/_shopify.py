@@ -1,0 +1,1 @@
+"""The ``shopify`` signature scheme (being written)."""

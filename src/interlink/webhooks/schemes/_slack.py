@@ -1,0 +1,1 @@
+"""The ``slack`` signature scheme (being written)."""

@@ -1,0 +1,1 @@
+"""The ``square`` signature scheme (being written)."""

@@ -1,0 +1,1 @@
+"""The ``stripe`` signature scheme (being written)."""

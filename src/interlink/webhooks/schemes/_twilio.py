@@ -1,0 +1,1 @@
+"""The ``twilio`` signature scheme (being written)."""

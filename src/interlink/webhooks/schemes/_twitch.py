@@ -1,0 +1,1 @@
+"""The ``twitch`` signature scheme (being written)."""

@@ -1,0 +1,1 @@
+"""The ``zoom`` signature scheme (being written)."""
