@@ -27,6 +27,7 @@ DOCS = [
     ROOT / "docs" / "testing.md",
     ROOT / "docs" / "client.md",
     ROOT / "docs" / "messaging.md",
+    ROOT / "docs" / "webhooks.md",
     ROOT / "docs" / "performance.md",
     ROOT / "README.md",
 ]

@@ -21,7 +21,12 @@ from interlink.webhooks._scheme import (
     VerifiedWebhook,
     register_scheme,
 )
-from interlink.webhooks._source import DEFAULT_FORWARDED_HEADERS, DEFAULT_MAX_BODY, WebhookSource
+from interlink.webhooks._source import (
+    DEFAULT_FORWARDED_HEADERS,
+    DEFAULT_MAX_BODY,
+    WebhookSource,
+    sources_from_config,
+)
 from interlink.webhooks._verify import build_scheme, verify
 
 __all__ = [
@@ -41,6 +46,7 @@ __all__ = [
     "WebhookSource",
     "build_scheme",
     "register_scheme",
+    "sources_from_config",
     "verify",
     "webhook_handler",
 ]

@@ -262,7 +262,7 @@ class WebhookReceiver:
             )
             await _respond(send, *_problem(401, "the webhook's signature could not be verified"))
             return
-        handshake = verifier.handshake(webhook)
+        handshake = verifier.handshake(webhook, headers)
         if handshake is not None:
             stats.handshakes += 1
             await _respond(

@@ -108,7 +108,7 @@ def parse_unix(value: str, scheme: str, header: str) -> int:
 
 def check_time(timestamp: float, now: float, tolerance: float, scheme: str) -> None:
     """Reject a timestamp more than ``tolerance`` seconds before or after ``now``."""
-    if abs(now - timestamp) > tolerance:
+    if not abs(now - timestamp) <= tolerance:  # a NaN never passes
         direction = "old" if timestamp < now else "far in the future"
         raise fail(
             scheme,
@@ -259,8 +259,13 @@ class Scheme:
         """Verify one webhook; ``headers`` has lower-case names. Raises ``SignatureError``."""
         raise NotImplementedError
 
-    def handshake(self, webhook: VerifiedWebhook) -> Handshake | None:
-        """The answer to a verified endpoint challenge, or ``None`` for an ordinary webhook."""
+    def handshake(
+        self, webhook: VerifiedWebhook, headers: Mapping[str, str] | None = None
+    ) -> Handshake | None:
+        """The answer to a verified endpoint challenge, or ``None`` for an ordinary webhook.
+
+        ``headers`` (lower-case names) are the request's, when the caller has them.
+        """
         return None
 
     def verify(
@@ -276,6 +281,8 @@ class Scheme:
             if not isinstance(body, bytes | bytearray | memoryview):
                 raise TypeError("body must be the raw request bytes, not a parsed or decoded value")
             body = bytes(body)
+        if now is not None and not math.isfinite(now):
+            raise ConfigError(f"now must be finite unix seconds, got {now!r}")
         if self.needs_url and not url:
             raise ConfigError(f"webhook scheme {self.name!r} signs the URL: pass url=")
         return self.check(lower_headers(headers), body, url, time.time() if now is None else now)

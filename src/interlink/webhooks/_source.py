@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from interlink.core.durations import parse_duration
 from interlink.core.errors import ConfigError, SignatureError
 from interlink.core.secrets import Secret
 from interlink.messaging._message import validate_queue_name
 from interlink.webhooks._scheme import Scheme
 from interlink.webhooks._verify import build_scheme
 
-__all__ = ["DEFAULT_FORWARDED_HEADERS", "DEFAULT_MAX_BODY", "WebhookSource"]
+__all__ = ["DEFAULT_FORWARDED_HEADERS", "DEFAULT_MAX_BODY", "WebhookSource", "sources_from_config"]
 
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 """Bytes a webhook body may have before the receiver answers 413 (1 MiB)."""
@@ -114,8 +116,70 @@ class WebhookSource:
         self.public_url = public_url
         self.forward_headers = tuple(sorted({h.lower() for h in forward_headers}))
 
+    @classmethod
+    def from_config(cls, name: str, config: Mapping[str, Any]) -> WebhookSource:
+        """A source from its config mapping (the ``webhooks:`` entries of the service file).
+
+        Keys: ``path``, ``scheme``, ``secrets``, ``publish_to`` (or ``queue``),
+        and optionally ``tolerance`` (a duration: ``"5m"``, ``300``),
+        ``options``, ``max_body`` (bytes), ``public_url``, ``forward_headers``.
+        An unknown key is a ``ConfigError`` with the closest known one.
+        """
+        where = f"webhooks.{name}"
+        if not isinstance(config, Mapping):
+            raise ConfigError(
+                f"{where}: expected a mapping of settings, got {type(config).__name__}"
+            )
+        unknown = [key for key in config if key not in _CONFIG_KEYS]
+        if unknown:
+            key = str(unknown[0])
+            close = difflib.get_close_matches(key, _CONFIG_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{where}: unknown key {key!r}{hint}; keys: {', '.join(sorted(_CONFIG_KEYS))}"
+            )
+        settings = dict(config)
+        if "publish_to" in settings and "queue" in settings:
+            raise ConfigError(f"{where}: give publish_to or queue, not both")
+        queue = settings.pop("publish_to", settings.pop("queue", None))
+        for required in ("path", "scheme", "secrets"):
+            if required not in settings:
+                raise ConfigError(f"{where}: {required} is required")
+        if queue is None:
+            raise ConfigError(f"{where}: publish_to is required (the queue webhooks go to)")
+        tolerance = settings.pop("tolerance", None)
+        if tolerance is not None:
+            try:
+                tolerance = parse_duration(tolerance, allow_zero=False)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}.tolerance: {exc}") from None
+        return cls(name, queue=queue, tolerance=tolerance, **settings)
+
     def __repr__(self) -> str:
         return (
             f"WebhookSource({self.name!r}, path={self.path!r}, scheme={self.scheme!r},"
             f" queue={self.queue!r}, secrets={len(self.verifier.keys)})"
         )
+
+
+_CONFIG_KEYS: Final = (
+    "path",
+    "scheme",
+    "secrets",
+    "publish_to",
+    "queue",
+    "tolerance",
+    "options",
+    "max_body",
+    "public_url",
+    "forward_headers",
+)
+
+
+def sources_from_config(config: Mapping[str, Mapping[str, Any]]) -> list[WebhookSource]:
+    """Every source of a ``webhooks:`` mapping (name to settings; see ``from_config``)."""
+    if not isinstance(config, Mapping):
+        raise ConfigError(
+            f"webhooks: expected a mapping of source names, got {type(config).__name__}"
+        )
+    return [WebhookSource.from_config(str(name), settings) for name, settings in config.items()]

@@ -31,16 +31,20 @@ def build_scheme(
     return scheme_class(scheme)(secrets, tolerance=tolerance, **options)
 
 
+def _first(item: tuple[str, Any]) -> str:
+    return item[0]
+
+
 def _cache_key(
     scheme: str, secrets: object, tolerance: object, options: dict[str, Any]
 ) -> tuple[Any, ...] | None:
     if not isinstance(secrets, list | tuple):
         return None
-    parts: list[object] = [scheme, tolerance]
+    parts: list[object] = [scheme, type(tolerance), tolerance]
     for secret in secrets:
         parts.append(secret.reveal() if isinstance(secret, Secret) else secret)
-    if options:
-        parts.append(tuple(sorted(options.items())))
+    if options:  # with each value's type: True == 1, but they are not the same option
+        parts.append(tuple((k, type(v), v) for k, v in sorted(options.items(), key=_first)))
     key = tuple(parts)
     try:
         hash(key)
@@ -75,7 +79,7 @@ def verify(
     if options or secrets.__class__ is not list:
         key = _cache_key(scheme, secrets, tolerance, options)
     else:  # the usual call: a list of str secrets, hashable as they are
-        key = (scheme, tolerance, *secrets)
+        key = (scheme, tolerance.__class__, tolerance, *secrets)
     try:
         built = _cache.get(key) if key is not None else None
     except TypeError:  # a Secret among them: hash the revealed values

@@ -116,7 +116,7 @@ class StandardWebhooks(Scheme):
         if "." in msg_id:
             raise fail(self.name, "malformed_header", "the id header must not contain '.'")
         window = self.window
-        if window is not None and abs(now - timestamp) > window:
+        if window is not None and not abs(now - timestamp) <= window:  # NaN fails too
             check_time(timestamp, now, window, self.name)
         v1: list[bytes] = []
         v1a: list[bytes] = []
@@ -134,7 +134,7 @@ class StandardWebhooks(Scheme):
                 v1a.append(value.encode("ascii", "replace"))
         if not v1 and not v1a:
             raise fail(self.name, "malformed_header", "no v1 or v1a signature in the header")
-        content = f"{msg_id}.{stamp}.".encode("utf-8", "surrogateescape") + body
+        content = f"{msg_id}.{stamp}.".encode("utf-8", "surrogatepass") + body
         if _any_valid(self.keys, content, v1, v1a):
             return VerifiedWebhook(msg_id, timestamp, self.name, body)
         raise fail(self.name, "no_matching_signature", "no signature matches any secret")
