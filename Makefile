@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/resilience.py
 	$(BIN)/python bench/client.py
 	$(BIN)/python bench/messaging.py
+	$(BIN)/python bench/webhooks.py
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench

@@ -157,6 +157,14 @@ def validate_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     """A copy of the headers, or a ``ConfigError`` naming the first bad one."""
     if headers is None:
         return {}
+    if headers.__class__ is dict and "" not in headers:
+        try:  # every name and value a str, checked in C: str.join refuses anything else
+            "".join(headers)
+            "".join(headers.values())
+        except TypeError:
+            pass  # the loop below names the first bad one
+        else:
+            return dict(headers)
     if not isinstance(headers, Mapping):
         raise ConfigError(f"headers must be a mapping of str to str, got {type(headers).__name__}")
     out: dict[str, str] = {}

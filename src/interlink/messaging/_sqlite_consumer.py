@@ -47,8 +47,20 @@ LOST: Final = "its lease expired and it was delivered again, or it was settled a
 
 
 def dumps_headers(headers: Mapping[str, str]) -> str | None:
-    """Headers as stored: compact JSON, or NULL when there are none."""
-    return json.dumps(headers, separators=(",", ":"), ensure_ascii=False) if headers else None
+    """Headers as stored: compact JSON, or NULL when there are none.
+
+    Written with the JSON module's own string escaper rather than
+    ``json.dumps``, which builds an encoder per call: that was an eighth of a
+    webhook receiver's publish. The output is what ``json.dumps(headers,
+    separators=(",", ":"), ensure_ascii=False)`` gives for str to str.
+    """
+    if not headers:
+        return None
+    quote = _quote
+    return "{" + ",".join([quote(k) + ":" + quote(v) for k, v in headers.items()]) + "}"
+
+
+_quote = json.encoder.encode_basestring
 
 
 def _check_finite(delay: float, action: str) -> None:

@@ -23,6 +23,8 @@ from interlink.core.errors import ConfigError
 
 __all__ = ["DEFAULT_WINDOW", "ReceiptLog"]
 
+_TRIM_EVERY: Final = 255  # expired receipts are dropped every 256 inserts (``get`` skips them)
+
 DEFAULT_WINDOW: Final = 24 * 3600.0
 """Seconds a receipt is remembered (a day: longer than any provider's tolerance)."""
 
@@ -30,7 +32,7 @@ DEFAULT_WINDOW: Final = 24 * 3600.0
 class ReceiptLog:
     """Receipts by key, bounded in age and count; see the module docstring."""
 
-    __slots__ = ("_clock", "_entries", "_pending", "max_entries", "window")
+    __slots__ = ("_clock", "_entries", "_inserts", "_pending", "max_entries", "window")
 
     def __init__(
         self, clock: Clock, *, window: float = DEFAULT_WINDOW, max_entries: int = 100_000
@@ -43,7 +45,8 @@ class ReceiptLog:
         self.window = float(window)
         self.max_entries = max_entries
         self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()
-        self._pending: dict[str, asyncio.Future[str | None]] = {}
+        self._pending: dict[str, asyncio.Future[str | None] | None] = {}
+        self._inserts = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -58,38 +61,55 @@ class ReceiptLog:
             return None
         return entry[0]
 
+    def try_claim(self, key: str) -> bool:
+        """Claim ``key`` at once if nobody is storing it (then ``done``); ``False`` if somebody is.
+
+        Call ``get`` first; after ``False``, ``claim`` waits for the other copy.
+        """
+        if key in self._pending:
+            return False
+        self._pending[key] = None
+        return True
+
     async def claim(self, key: str) -> str | None:
         """``None`` when the caller should store ``key`` now (then ``done``), else its receipt.
 
         While another request is storing the same key this waits for it: its
         receipt if it stored it, else the claim passes to this caller.
         """
+        pending = self._pending
         while True:
             receipt = self.get(key)
             if receipt is not None:
                 return receipt
-            pending = self._pending.get(key)
-            if pending is None:
-                self._pending[key] = asyncio.get_running_loop().create_future()
+            if key not in pending:
+                pending[key] = None  # claimed; a future only once a second copy waits
                 return None
-            receipt = await asyncio.shield(pending)
+            waiter = pending[key]
+            if waiter is None:
+                waiter = pending[key] = asyncio.get_running_loop().create_future()
+            receipt = await asyncio.shield(waiter)
             if receipt is not None:
                 return receipt
 
     def done(self, key: str, receipt: str | None) -> None:
         """Close a claim: ``receipt`` when ``key`` was stored, ``None`` when it was not."""
-        pending = self._pending.pop(key, None)
+        waiter = self._pending.pop(key, None)
         if receipt is not None:
-            self._entries[key] = (receipt, self._clock.monotonic())
-            self._entries.move_to_end(key)
-            self._trim()
-        if pending is not None and not pending.done():
-            pending.set_result(receipt)
+            entries = self._entries
+            entries[key] = (receipt, self._clock.monotonic())
+            entries.move_to_end(key)
+            if len(entries) > self.max_entries:
+                entries.popitem(last=False)
+            self._inserts += 1
+            if self._inserts & _TRIM_EVERY == 0:
+                self._trim()
+        if waiter is not None and not waiter.done():
+            waiter.set_result(receipt)
 
     def _trim(self) -> None:
+        """Forget the receipts older than the window (the oldest come first)."""
         entries = self._entries
-        while len(entries) > self.max_entries:
-            entries.popitem(last=False)
         now = self._clock.monotonic()
         while entries:
             key, (_, stored) = next(iter(entries.items()))

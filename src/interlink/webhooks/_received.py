@@ -1,8 +1,9 @@
 """What a webhook handler gets: ``ReceivedWebhook``, rebuilt from the stored message.
 
-The receiver publishes the raw body as the message body and what it learnt
-on receipt as ``x-interlink-webhook-*`` headers, beside the request headers
-it forwards. ``webhook_handler`` turns a handler of ``(ReceivedWebhook, ctx)``
+The receiver publishes the raw body as the message body, with message id
+``"<source>:<webhook id>"`` (a source name holds no ``:``), and what else it
+learnt on receipt as ``x-interlink-webhook-*`` headers (scheme, signed
+timestamp, receipt time and id), beside the request headers it forwards. ``webhook_handler`` turns a handler of ``(ReceivedWebhook, ctx)``
 into one the ``Worker`` runs, so a webhook is retried and dead-lettered like
 any message, and verified once, on receipt (a retry hours later must not fail
 a freshness check: pitfall 6 of research/webhooks.md).
@@ -23,16 +24,12 @@ __all__ = [
     "HEADER_RECEIPT",
     "HEADER_RECEIVED_AT",
     "HEADER_SCHEME",
-    "HEADER_SOURCE",
     "HEADER_TIMESTAMP",
-    "HEADER_WEBHOOK_ID",
     "ReceivedWebhook",
     "webhook_handler",
 ]
 
-HEADER_SOURCE: Final = "x-interlink-webhook-source"
 HEADER_SCHEME: Final = "x-interlink-webhook-scheme"
-HEADER_WEBHOOK_ID: Final = "x-interlink-webhook-id"
 HEADER_TIMESTAMP: Final = "x-interlink-webhook-timestamp"
 HEADER_RECEIVED_AT: Final = "x-interlink-webhook-received-at"
 HEADER_RECEIPT: Final = "x-interlink-webhook-receipt"
@@ -68,12 +65,14 @@ class ReceivedWebhook:
     def from_message(cls, body: bytes, ctx: MessageContext) -> ReceivedWebhook:
         """Rebuild it from a stored message; ``InvalidPayloadError`` when the message is no webhook."""
         headers = ctx.message.headers
+        source, colon, webhook_id = ctx.message.id.partition(":")
         try:
-            source = headers[HEADER_SOURCE]
+            if not colon or not webhook_id:
+                raise KeyError("message id '<source>:<webhook id>'")
             stamp = headers.get(HEADER_TIMESTAMP)
             return cls(
                 source=source,
-                id=headers[HEADER_WEBHOOK_ID],
+                id=webhook_id,
                 message_id=ctx.message.id,
                 scheme=headers[HEADER_SCHEME],
                 timestamp=int(stamp) if stamp else None,

@@ -20,6 +20,7 @@ alone under uvicorn (it speaks the lifespan protocol).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
@@ -35,9 +36,7 @@ from interlink.webhooks._received import (
     HEADER_RECEIPT,
     HEADER_RECEIVED_AT,
     HEADER_SCHEME,
-    HEADER_SOURCE,
     HEADER_TIMESTAMP,
-    HEADER_WEBHOOK_ID,
 )
 from interlink.webhooks._source import WebhookSource
 
@@ -137,6 +136,9 @@ class WebhookReceiver:
         self.receipts = receipts if receipts is not None else ReceiptLog(clock)
         self.stats: dict[str, SourceStats] = {name: SourceStats() for name in self.sources}
         self._started = False
+        # Receipt ids: random per receiver, then counted (unique, and cheaper than 16 random bytes).
+        self._receipt_prefix = new_message_id()[:22]
+        self._receipt_seq = itertools.count(1)
         self._unavailable = _problem(503, "the webhook could not be stored; retry later")
 
     # -- lifecycle ---------------------------------------------------------------
@@ -231,7 +233,7 @@ class WebhookReceiver:
             await _respond(send, *_problem(404, "no webhook source at this path"))
             return
         stats = self.stats[source.name]
-        stats.last_received_at = self.clock.wall()
+        stats.last_received_at = received_at = self.clock.wall()
         if scope["method"] != "POST":
             status, ctype, body = _problem(405, "webhooks are POSTed")
             await _respond(send, status, ctype, body, ((b"allow", b"POST"),))
@@ -252,7 +254,6 @@ class WebhookReceiver:
             return
         verifier = source.verifier
         url = self._url(scope, headers, source) if verifier.needs_url else None
-        received_at = self.clock.wall()
         try:
             webhook = verifier.check(headers, body, url, received_at)
         except SignatureError as exc:
@@ -272,19 +273,16 @@ class WebhookReceiver:
         key = f"{source.name}:{webhook.id}"
         receipts = self.receipts
         receipt = receipts.get(key)
-        if receipt is None:
-            receipt = await receipts.claim(key)
+        if receipt is None and not receipts.try_claim(key):
+            receipt = await receipts.claim(key)  # another copy is being stored: wait for it
         if receipt is not None:
             stats.duplicates += 1
             await _respond(send, 200, _JSON, _receipt_body(receipt, True))
             return
-        receipt = new_message_id()
-        message_headers = {
-            name: headers[name] for name in source.forward_headers if name in headers
-        }
-        message_headers[HEADER_SOURCE] = source.name
+        receipt = f"{self._receipt_prefix}{next(self._receipt_seq):010x}"
+        forwarded = source.forwarded
+        message_headers = {name: value for name, value in headers.items() if name in forwarded}
         message_headers[HEADER_SCHEME] = webhook.scheme
-        message_headers[HEADER_WEBHOOK_ID] = webhook.id
         message_headers[HEADER_RECEIVED_AT] = repr(received_at)
         message_headers[HEADER_RECEIPT] = receipt
         if webhook.timestamp is not None:

@@ -165,17 +165,15 @@ def json_field(body: bytes, *path: str) -> str | None:
 
 def lower_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
     """Header names lower-cased (matching is case-insensitive); the first value of a repeat wins."""
-    if type(headers) is dict:
+    if headers.__class__ is dict:
         try:
             fast = {name.lower(): value for name, value in headers.items()}
-        except AttributeError:
-            fast = None  # a name that is not a str: the general path says so
-        if (
-            fast is not None
-            and len(fast) == len(headers)
-            and all(value.__class__ is str for value in fast.values())
-        ):
-            return fast
+            "".join(fast.values())  # TypeError unless every value is a str (checked in C)
+        except (AttributeError, TypeError):
+            pass  # a name or value that is not a str: the general path handles or names it
+        else:
+            if len(fast) == len(headers):
+                return fast
     pairs = headers.items() if isinstance(headers, Mapping) else headers
     lowered: dict[str, str] = {}
     for name, value in pairs:

@@ -59,6 +59,7 @@ class WebhookSource:
 
     __slots__ = (
         "forward_headers",
+        "forwarded",
         "max_body",
         "name",
         "path",
@@ -115,6 +116,8 @@ class WebhookSource:
         self.max_body = max_body
         self.public_url = public_url
         self.forward_headers = tuple(sorted({h.lower() for h in forward_headers}))
+        self.forwarded = frozenset(self.forward_headers)
+        """``forward_headers`` as a set, for the receiver's per-request lookups."""
 
     @classmethod
     def from_config(cls, name: str, config: Mapping[str, Any]) -> WebhookSource:

@@ -8,6 +8,7 @@ tolerance and options costs one dictionary lookup before the check itself.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -17,6 +18,7 @@ from interlink.webhooks._scheme import Scheme, VerifiedWebhook, scheme_class
 __all__ = ["build_scheme", "verify"]
 
 _CACHE_SIZE: Final = 256
+_time = time.time
 _cache: dict[tuple[Any, ...], Scheme] = {}
 
 
@@ -79,7 +81,11 @@ def verify(
     if options or secrets.__class__ is not list:
         key = _cache_key(scheme, secrets, tolerance, options)
     else:  # the usual call: a list of str secrets, hashable as they are
-        key = (scheme, tolerance.__class__, tolerance, *secrets)
+        key = (
+            (scheme, None, *secrets)
+            if tolerance is None
+            else (scheme, type(tolerance), tolerance, *secrets)
+        )
     try:
         built = _cache.get(key) if key is not None else None
     except TypeError:  # a Secret among them: hash the revealed values
@@ -91,4 +97,16 @@ def verify(
             if len(_cache) >= _CACHE_SIZE:
                 _cache.pop(next(iter(_cache)))
             _cache[key] = built
+    if headers.__class__ is dict and body.__class__ is bytes and now is None and url is None:
+        try:
+            lower = "".join(headers).islower()  # TypeError for a name that is not a str
+        except TypeError:
+            lower = False
+        if lower:
+            # The usual call (ASGI gives lower-case names): no lower-cased copy. Any failure,
+            # such as a value that is not a str, takes the careful path, whose answer is due.
+            try:
+                return built.check(headers, body, None, _time())
+            except Exception:
+                pass
     return built.verify(headers, body, url=url, now=now)

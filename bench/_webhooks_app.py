@@ -1,0 +1,140 @@
+"""The servers ``bench/webhooks.py`` sends signed webhooks to, on uvicorn.
+
+Two ASGI app factories, both answering ``POST /webhooks/bench`` with the
+Standard Webhooks v1 headers (``webhook-id``, ``webhook-timestamp``,
+``webhook-signature``) and reading the secret from ``INTERLINK_BENCH_SECRET``:
+
+- ``starlette_app()``: the verify-only baseline. A minimal Starlette app, one
+  route, whose endpoint reads the body, checks the timestamp window (300 s)
+  and the HMAC-SHA256 with the bare ``hmac`` module and ``compare_digest``,
+  and answers 200. No deduplication, nothing stored.
+- ``interlink_app()``: ``interlink.webhooks.WebhookReceiver`` with one source
+  (scheme ``standard``, queue ``bench.events``) and the SQLite broker at
+  ``sqlite:///$INTERLINK_BENCH_DB`` (``synchronous=FULL``, its default): verify,
+  deduplicate, publish durably, then 2xx with a receipt.
+
+Run as a script (``python bench/_webhooks_app.py starlette|interlink [--cpu N]``)
+it is the server process the benchmark starts: it pins itself to CPU ``N``
+first (so every thread it starts later, SQLite's writer included, runs
+there), binds ``127.0.0.1`` on a free port itself, writes ``port=<n>`` as its
+first line on stdout, then serves with uvicorn (uvloop, httptools, one
+process) until SIGTERM/SIGINT or until its stdin closes, so it stops with the
+benchmark even if the benchmark dies without cleaning up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import hmac
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+
+PATH = "/webhooks/bench"
+QUEUE = "bench.events"
+SOURCE = "bench"
+SECRET_ENV = "INTERLINK_BENCH_SECRET"
+DB_ENV = "INTERLINK_BENCH_DB"
+TOLERANCE_SECONDS = 300
+# Long enough that wrk's connections survive the warm-up and the pause between runs.
+KEEP_ALIVE_SECONDS = 300
+
+
+def _secret() -> str:
+    secret = os.environ.get(SECRET_ENV)
+    if not secret:
+        raise RuntimeError(f"set {SECRET_ENV} to the whsec_ secret the webhooks are signed with")
+    return secret
+
+
+def starlette_app() -> Any:
+    """The verify-only baseline: read the body, check the Standard Webhooks v1 HMAC, 200."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
+
+    key = base64.b64decode(_secret().removeprefix("whsec_"))
+    b64 = binascii.b2a_base64
+    digest = hmac.digest
+    compare = hmac.compare_digest
+
+    async def receive(request: Request) -> Response:
+        body = await request.body()
+        headers = request.headers
+        msg_id = headers.get("webhook-id")
+        stamp = headers.get("webhook-timestamp")
+        signatures = headers.get("webhook-signature")
+        if not (msg_id and stamp and signatures and stamp.isdigit()):
+            return PlainTextResponse("bad headers", status_code=400)
+        if abs(time.time() - int(stamp)) > TOLERANCE_SECONDS:
+            return PlainTextResponse("timestamp out of tolerance", status_code=401)
+        expected = b64(digest(key, f"{msg_id}.{stamp}.".encode() + body, "sha256"), newline=False)
+        for entry in signatures.split(" "):
+            version, _, value = entry.partition(",")
+            if version == "v1" and compare(expected, value.encode()):
+                return Response(status_code=200)
+        return PlainTextResponse("no matching signature", status_code=401)
+
+    return Starlette(routes=[Route(PATH, receive, methods=["POST"])])
+
+
+def interlink_app() -> Any:
+    """interlink's receiver: verify, deduplicate, publish durably to SQLite, then 2xx."""
+    from interlink.webhooks import WebhookReceiver, WebhookSource
+
+    db = os.environ.get(DB_ENV)
+    if not db:
+        raise RuntimeError(f"set {DB_ENV} to the SQLite file the receiver publishes to")
+    source = WebhookSource(
+        name=SOURCE, path=PATH, scheme="standard", secrets=[_secret()], queue=QUEUE
+    )
+    return WebhookReceiver([source], broker=f"sqlite:///{db}")
+
+
+APPS: dict[str, Callable[[], Any]] = {"starlette": starlette_app, "interlink": interlink_app}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="serve one of the webhook benchmark's apps")
+    parser.add_argument("app", choices=sorted(APPS))
+    parser.add_argument("--cpu", type=int, default=None, help="pin this process to this CPU")
+    args = parser.parse_args(argv)
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        APPS[args.app],
+        factory=True,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
+    server = uvicorn.Server(config)
+
+    def stop_when_stdin_closes() -> None:
+        sys.stdin.buffer.read()
+        server.should_exit = True
+
+    threading.Thread(target=stop_when_stdin_closes, daemon=True).start()
+    sys.stdout.write(f"port={sock.getsockname()[1]}\n")
+    sys.stdout.flush()
+    server.run(sockets=[sock])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
