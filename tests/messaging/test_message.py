@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+import types
 import uuid
 
 import pydantic
@@ -107,3 +108,5 @@ def test_headers_must_be_strings() -> None:
         validate_headers({"": "x"})
     with pytest.raises(ConfigError, match="must be a mapping"):
         validate_headers([("a", "b")])  # type: ignore[arg-type]
+    # Any mapping, not only a dict (the dict path is checked in C, the rest in a loop).
+    assert validate_headers(types.MappingProxyType({"a": "b"})) == {"a": "b"}

@@ -483,3 +483,15 @@ def test_the_receipt_body_is_json() -> None:
     from interlink.webhooks._receiver import _receipt_body
 
     assert json.loads(_receipt_body("abc", True)) == {"receipt_id": "abc", "duplicate": True}
+
+
+async def test_receipts_past_the_window_are_dropped_as_new_ones_arrive() -> None:
+    clock = FakeClock()
+    receipts = ReceiptLog(clock, window=60)
+    for n in range(100):
+        receipts.done(f"old-{n}", f"r-{n}")
+    await clock.advance(61)
+    for n in range(156):  # the 256th insert sweeps the expired ones
+        receipts.done(f"new-{n}", f"r-{n}")
+    assert len(receipts) == 156
+    assert receipts.get("new-0") == "r-0"

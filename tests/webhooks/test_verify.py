@@ -270,3 +270,23 @@ def test_a_nan_now_does_not_switch_the_time_check_off() -> None:
             now=math.nan,
         )
     assert isinstance(caught.value, ConfigError)
+
+
+def test_an_unhashable_secret_is_a_config_error_not_a_type_error() -> None:
+    with pytest.raises(ConfigError, match="a secret must be a str, bytes or Secret"):
+        verify(
+            "github",
+            secrets=[bytearray(b"not hashable")],  # type: ignore[list-item]
+            headers={"x-hub-signature-256": "sha256=" + "0" * 64},
+            body=b"{}",
+        )
+
+
+def test_the_scheme_cache_stays_bounded() -> None:
+    from interlink.webhooks import _verify as module
+
+    headers = {"x-hub-signature-256": "sha256=" + "0" * 64}
+    for n in range(module._CACHE_SIZE + 10):
+        with pytest.raises(SignatureError):
+            verify("github", secrets=[f"secret-{n}"], headers=headers, body=b"{}")
+    assert len(module._cache) <= module._CACHE_SIZE
