@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,24 @@ def report(result: dict[str, Any], path: Path) -> int:
     path.write_text(text + "\n")
     sys.stdout.write(text + "\n")
     return 0
+
+
+def package_version(package: str) -> str | None:
+    """The installed version of ``package``, or ``None``."""
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def pressure() -> dict[str, float] | None:
+    """Linux PSI, "some" avg10: the % of the last 10 s that tasks waited for CPU / for I/O."""
+    out: dict[str, float] = {}
+    for resource in ("cpu", "io"):
+        try:
+            line = Path(f"/proc/pressure/{resource}").read_text().splitlines()[0]
+        except (OSError, IndexError):
+            return None
+        fields = dict(part.split("=", 1) for part in line.split()[1:])
+        out[f"{resource}_some_avg10_percent"] = float(fields["avg10"])
+    return out

@@ -55,7 +55,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +63,7 @@ import httpx
 from rich.console import Console
 from rich.progress import Progress
 
-from _report import chosen, progress_bar, report
+from _report import chosen, package_version, progress_bar, report
 from _upstream_app import PATH, Placement, cpu_seconds, start_upstream
 from interlink.client import ApiClient
 
@@ -432,13 +431,6 @@ async def _default_pipeline(base_url: str) -> str:
         await client.aclose()
 
 
-def _version(package: str) -> str | None:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
-
-
 def machine(settings: Settings, load: tuple[float, float, float], placement: str) -> dict[str, Any]:
     usable = settings.usable_cpus
     return {
@@ -455,7 +447,7 @@ def machine(settings: Settings, load: tuple[float, float, float], placement: str
         "system": platform.system(),
         "load_average_at_start": [round(value, 2) for value in load],
         "client_event_loop": settings.loop,
-        "packages": {package: _version(package) for package in PACKAGES},
+        "packages": {package: package_version(package) for package in PACKAGES},
     }
 
 

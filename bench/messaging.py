@@ -65,7 +65,6 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +90,7 @@ from _messaging_common import (
     publish_phase,
 )
 from _messaging_report import print_summary, summarize, targets
-from _report import chosen, progress_bar, report
+from _report import chosen, package_version, pressure, progress_bar, report
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "messaging.json"
@@ -393,26 +392,6 @@ async def _rabbitmqctl_queues() -> list[str]:
     return [line.strip() for line in out.decode(errors="replace").splitlines() if line.strip()]
 
 
-def _version(package: str) -> str | None:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
-
-
-def pressure() -> dict[str, float] | None:
-    """Linux PSI, "some" avg10: the % of the last 10 s that tasks waited for CPU / for I/O."""
-    out: dict[str, float] = {}
-    for resource in ("cpu", "io"):
-        try:
-            line = Path(f"/proc/pressure/{resource}").read_text().splitlines()[0]
-        except (OSError, IndexError):
-            return None
-        fields = dict(part.split("=", 1) for part in line.split()[1:])
-        out[f"{resource}_some_avg10_percent"] = float(fields["avg10"])
-    return out
-
-
 def machine(
     workdir: Path,
     rabbitmq: str | None,
@@ -435,7 +414,7 @@ def machine(
         "load_average_at_end": [round(value, 2) for value in os.getloadavg()],
         "pressure_at_start": before,
         "pressure_at_end": pressure(),
-        "packages": {package: _version(package) for package in PACKAGES},
+        "packages": {package: package_version(package) for package in PACKAGES},
         "event_loop": "asyncio (default policy)",
         "shared_cores": (
             "this process, its SQLite writer thread and the RabbitMQ server share the machine's"

@@ -76,14 +76,13 @@ import timeit
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress
 
-from _report import progress_bar, report
+from _report import package_version, pressure, progress_bar, report
 from _webhooks_app import PATH, QUEUE, SOURCE
 from _webhooks_load import (
     Pool,
@@ -781,26 +780,6 @@ def compare(
     return comparison
 
 
-def _version(package: str) -> str | None:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
-
-
-def pressure() -> dict[str, float] | None:
-    """Linux PSI, "some" avg10: the % of the last 10 s that tasks waited for CPU / for I/O."""
-    out: dict[str, float] = {}
-    for resource in ("cpu", "io"):
-        try:
-            line = Path(f"/proc/pressure/{resource}").read_text().splitlines()[0]
-        except (OSError, IndexError):
-            return None
-        fields = dict(part.split("=", 1) for part in line.split()[1:])
-        out[f"{resource}_some_avg10_percent"] = float(fields["avg10"])
-    return out
-
-
 def machine(
     load: tuple[float, float, float],
     pressure_before: dict[str, float] | None,
@@ -819,7 +798,7 @@ def machine(
         "load_average_at_end": [round(value, 2) for value in os.getloadavg()],
         "pressure_at_start": pressure_before,
         "pressure_at_end": pressure(),
-        "packages": {package: _version(package) for package in PACKAGES},
+        "packages": {package: package_version(package) for package in PACKAGES},
         "wrk": {
             "path": tools["wrk"],
             "version": wrk_version(tools["wrk"]) if tools["wrk"] else None,

@@ -39,6 +39,8 @@ __all__ = [
     "check_time",
     "content_id",
     "fail",
+    "hexdecode",
+    "hmac_digest",
     "json_field",
     "lower_headers",
     "matches",
@@ -48,6 +50,11 @@ __all__ = [
     "require",
     "scheme_class",
 ]
+
+try:
+    from _hashlib import hmac_digest  # hmac.digest without its Python frame
+except ImportError:  # pragma: no cover - a Python built without OpenSSL
+    hmac_digest = hmac.digest  # type: ignore[assignment]
 
 REASONS: Final = (
     "missing_header",
@@ -139,6 +146,14 @@ def b64decode(value: str | bytes) -> bytes | None:
         data += b"=" * (-len(data) % 4)
     try:
         return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def hexdecode(value: str | bytes) -> bytes | None:
+    """Hex (either case) as bytes; ``None`` when it is not hex."""
+    try:
+        return binascii.unhexlify(value)
     except (binascii.Error, ValueError):
         return None
 
@@ -267,7 +282,9 @@ class Scheme:
         """Take the scheme's options (only names in ``option_names`` arrive); ``ConfigError`` if bad."""
 
     def prepare_key(self, secret: str, index: int) -> Any:
-        """The key ``check`` uses for ``secret`` (default: its UTF-8 bytes)."""
+        """The key ``check`` uses for ``secret`` (default: its UTF-8 bytes; empty is ``bad_secret``)."""
+        if not secret:
+            raise fail(self.name, "bad_secret", f"secret #{index} is empty")
         return secret.encode("utf-8")
 
     def check(

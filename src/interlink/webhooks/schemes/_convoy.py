@@ -25,7 +25,6 @@ retry of an event delivery), else ``sha256:<hex>`` of the body.
 
 from __future__ import annotations
 
-import binascii
 import hmac
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -38,6 +37,8 @@ from interlink.webhooks._scheme import (
     check_time,
     content_id,
     fail,
+    hexdecode,
+    hmac_digest,
     parse_unix,
     register_scheme,
     require,
@@ -45,23 +46,12 @@ from interlink.webhooks._scheme import (
 
 __all__ = ["ConvoyWebhooks"]
 
-try:
-    from _hashlib import hmac_digest as _hmac_digest  # hmac.digest without its Python frame
-except ImportError:  # pragma: no cover - a Python built without OpenSSL
-    _hmac_digest = hmac.digest  # type: ignore[assignment]
 
 _HEADER = "x-convoy-signature"
 _ID = "x-convoy-idempotency-key"
 _MODES = (None, "simple", "advanced")
 _ALGORITHMS = ("sha256", "sha512")
 _ENCODINGS = ("hex", "base64")
-
-
-def _unhex(value: str) -> bytes | None:
-    try:
-        return binascii.unhexlify(value)
-    except (binascii.Error, ValueError):
-        return None
 
 
 @register_scheme
@@ -98,21 +88,16 @@ class ConvoyWebhooks(Scheme):
         self.algorithm = algorithm
         self.encoding = encoding
 
-    def prepare_key(self, secret: str, index: int) -> Any:
-        if not secret:
-            raise fail(self.name, "bad_secret", f"secret #{index} is empty")
-        return secret.encode("utf-8")
-
     def _decode(self, value: str) -> bytes | None:
         if self.encoding == "hex":
-            return _unhex(value)
+            return hexdecode(value)
         return b64decode(value) if value.isascii() else None
 
     def _matches(self, content: bytes, candidates: list[bytes]) -> bool:
         found = False
         algorithm = self.algorithm
         for key in self.keys:
-            expected = _hmac_digest(key, content, algorithm)
+            expected = hmac_digest(key, content, algorithm)
             for candidate in candidates:
                 if hmac.compare_digest(expected, candidate):
                     found = True

@@ -16,7 +16,6 @@ an interactions endpoint URL.
 
 from __future__ import annotations
 
-import binascii
 import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -28,6 +27,7 @@ from interlink.webhooks._scheme import (
     check_time,
     content_id,
     fail,
+    hexdecode,
     json_field,
     parse_unix,
     register_scheme,
@@ -42,13 +42,6 @@ _PING = 1
 _PONG = Handshake(200, "application/json", b'{"type": 1}')
 
 
-def _unhex(value: str) -> bytes | None:
-    try:
-        return binascii.unhexlify(value)
-    except (binascii.Error, ValueError):
-        return None
-
-
 @register_scheme
 class DiscordWebhooks(Scheme):
     """``discord``: Discord interactions endpoint (ed25519, hex public key)."""
@@ -57,7 +50,7 @@ class DiscordWebhooks(Scheme):
     tolerance: ClassVar[float | None] = 300.0
 
     def prepare_key(self, secret: str, index: int) -> Any:
-        raw = _unhex(secret.strip())
+        raw = hexdecode(secret.strip())
         if raw is None or len(raw) != 32:
             raise fail(
                 self.name,
@@ -76,7 +69,7 @@ class DiscordWebhooks(Scheme):
     ) -> VerifiedWebhook:
         signature_hex = require(headers, _SIGNATURE, self.name)
         stamp = require(headers, _TIMESTAMP, self.name)
-        signature = _unhex(signature_hex) if len(signature_hex) == 128 else None
+        signature = hexdecode(signature_hex) if len(signature_hex) == 128 else None
         if signature is None:
             raise fail(
                 self.name, "malformed_header", f"the {_SIGNATURE} header is not 64 bytes of hex"

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from typing import Any, ClassVar, Final
+from typing import ClassVar, Final
 
 from interlink.webhooks._scheme import (
     Scheme,
     VerifiedWebhook,
     content_id,
     fail,
+    hmac_digest,
     register_scheme,
 )
 
@@ -34,11 +35,6 @@ _PREFIX: Final = "sha256="
 _MAX_ID: Final = 512
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 
-try:
-    from _hashlib import hmac_digest as _hmac_digest  # hmac.digest without its Python frame
-except ImportError:  # pragma: no cover - a Python built without OpenSSL
-    _hmac_digest = hmac.digest  # type: ignore[assignment]
-
 
 @register_scheme
 class GitHubWebhooks(Scheme):
@@ -46,11 +42,6 @@ class GitHubWebhooks(Scheme):
 
     name: ClassVar[str] = "github"
     tolerance: ClassVar[float | None] = None
-
-    def prepare_key(self, secret: str, index: int) -> Any:
-        if not secret:
-            raise fail(self.name, "bad_secret", f"secret #{index} is empty")
-        return secret.encode("utf-8")
 
     def check(
         self, headers: Mapping[str, str], body: bytes, url: str | None, now: float
@@ -67,7 +58,7 @@ class GitHubWebhooks(Scheme):
         candidate = header[7:].strip().encode("ascii", "replace")
         found = False
         for key in self.keys:
-            expected = _hmac_digest(key, body, "sha256").hex().encode("ascii")
+            expected = hmac_digest(key, body, "sha256").hex().encode("ascii")
             if hmac.compare_digest(expected, candidate):
                 found = True
         if not found:

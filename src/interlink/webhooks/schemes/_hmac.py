@@ -50,6 +50,7 @@ from interlink.webhooks._scheme import (
     check_time,
     content_id,
     fail,
+    hmac_digest,
     register_scheme,
 )
 
@@ -63,11 +64,6 @@ _MAX_DIGITS: Final = 12
 _MAX_ID: Final = 512
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 _b64 = binascii.b2a_base64
-
-try:
-    from _hashlib import hmac_digest as _hmac_digest  # hmac.digest without its Python frame
-except ImportError:  # pragma: no cover - a Python built without OpenSSL
-    _hmac_digest = hmac.digest  # type: ignore[assignment]
 
 
 def _text_option(value: object, option: str, *, empty: bool = False) -> str:
@@ -294,7 +290,7 @@ class HmacWebhooks(Scheme):
         algorithm = self._algorithm
         found = False
         for key in self.keys:
-            digest = _hmac_digest(key, content, algorithm)
+            digest = hmac_digest(key, content, algorithm)
             expected = (
                 digest.hex().encode("ascii")
                 if self._hex

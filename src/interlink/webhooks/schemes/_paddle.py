@@ -14,9 +14,8 @@ notification), else its ``event_id``, else ``sha256:<hex>`` of the body.
 from __future__ import annotations
 
 import binascii
-import hmac
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from interlink.webhooks._scheme import (
     Scheme,
@@ -24,6 +23,7 @@ from interlink.webhooks._scheme import (
     check_time,
     content_id,
     fail,
+    hmac_digest,
     json_field,
     matches,
     parse_unix,
@@ -33,10 +33,6 @@ from interlink.webhooks._scheme import (
 
 __all__ = ["PaddleWebhooks"]
 
-try:
-    from _hashlib import hmac_digest as _hmac_digest  # hmac.digest without its Python frame
-except ImportError:  # pragma: no cover - a Python built without OpenSSL
-    _hmac_digest = hmac.digest  # type: ignore[assignment]
 
 _HEADER = "paddle-signature"
 
@@ -47,11 +43,6 @@ class PaddleWebhooks(Scheme):
 
     name: ClassVar[str] = "paddle"
     tolerance: ClassVar[float | None] = 5.0
-
-    def prepare_key(self, secret: str, index: int) -> Any:
-        if not secret:
-            raise fail(self.name, "bad_secret", f"secret #{index} is empty")
-        return secret.encode("utf-8")
 
     def check(
         self, headers: Mapping[str, str], body: bytes, url: str | None, now: float
@@ -84,7 +75,7 @@ class PaddleWebhooks(Scheme):
         content = stamp.encode("ascii") + b":" + body
         found = False
         for key in self.keys:
-            if matches(binascii.hexlify(_hmac_digest(key, content, "sha256")), candidates):
+            if matches(binascii.hexlify(hmac_digest(key, content, "sha256")), candidates):
                 found = True
         if not found:
             raise fail(self.name, "no_matching_signature", "no h1 signature matches any secret")

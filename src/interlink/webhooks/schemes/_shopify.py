@@ -15,7 +15,7 @@ from __future__ import annotations
 import binascii
 import hmac
 from collections.abc import Mapping
-from typing import Any, ClassVar, Final
+from typing import ClassVar, Final
 
 from interlink.webhooks._scheme import (
     Scheme,
@@ -23,6 +23,7 @@ from interlink.webhooks._scheme import (
     b64decode,
     content_id,
     fail,
+    hmac_digest,
     register_scheme,
 )
 
@@ -33,11 +34,6 @@ _ID_HEADERS: Final = ("x-shopify-webhook-id", "x-shopify-event-id")
 _MAX_ID: Final = 512
 _b64 = binascii.b2a_base64
 
-try:
-    from _hashlib import hmac_digest as _hmac_digest  # hmac.digest without its Python frame
-except ImportError:  # pragma: no cover - a Python built without OpenSSL
-    _hmac_digest = hmac.digest  # type: ignore[assignment]
-
 
 @register_scheme
 class ShopifyWebhooks(Scheme):
@@ -45,11 +41,6 @@ class ShopifyWebhooks(Scheme):
 
     name: ClassVar[str] = "shopify"
     tolerance: ClassVar[float | None] = None
-
-    def prepare_key(self, secret: str, index: int) -> Any:
-        if not secret:
-            raise fail(self.name, "bad_secret", f"secret #{index} is empty")
-        return secret.encode("utf-8")
 
     def check(
         self, headers: Mapping[str, str], body: bytes, url: str | None, now: float
@@ -61,7 +52,7 @@ class ShopifyWebhooks(Scheme):
         found = False
         for key in self.keys:
             if hmac.compare_digest(
-                _b64(_hmac_digest(key, body, "sha256"), newline=False), candidate
+                _b64(hmac_digest(key, body, "sha256"), newline=False), candidate
             ):
                 found = True
         if not found:

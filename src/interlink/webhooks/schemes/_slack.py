@@ -27,6 +27,7 @@ from interlink.webhooks._scheme import (
     check_time,
     content_id,
     fail,
+    hmac_digest,
     json_field,
     register_scheme,
 )
@@ -40,11 +41,6 @@ _HEX: Final = frozenset("0123456789abcdefABCDEF")
 _JSON_START: Final = frozenset((b"{", b" ", b"\t", b"\r", b"\n"))
 """The first byte of a body that may be JSON (a form-encoded body is never parsed)."""
 
-try:
-    from _hashlib import hmac_digest as _hmac_digest  # hmac.digest without its Python frame
-except ImportError:  # pragma: no cover - a Python built without OpenSSL
-    _hmac_digest = hmac.digest  # type: ignore[assignment]
-
 
 @register_scheme
 class SlackWebhooks(Scheme):
@@ -52,29 +48,32 @@ class SlackWebhooks(Scheme):
 
     name: ClassVar[str] = "slack"
     tolerance: ClassVar[float | None] = 300.0
+    signature_header: ClassVar[str] = _SIGNATURE
+    timestamp_header: ClassVar[str] = _TIMESTAMP
 
-    def prepare_key(self, secret: str, index: int) -> Any:
-        if not secret:
-            raise fail(self.name, "bad_secret", f"secret #{index} is empty")
-        return secret.encode("utf-8")
+    def webhook_id(self, body: bytes, content: bytes) -> str:
+        """The ``event_id`` of an Events API body, else the hash of the signed content."""
+        event_id = json_field(body, "event_id") if body[:1] in _JSON_START else None
+        return event_id or content_id(content)
 
     def check(
         self, headers: Mapping[str, str], body: bytes, url: str | None, now: float
     ) -> VerifiedWebhook:
-        signature = headers.get(_SIGNATURE)
-        stamp = headers.get(_TIMESTAMP)
+        sig_name, ts_name = self.signature_header, self.timestamp_header
+        signature = headers.get(sig_name)
+        stamp = headers.get(ts_name)
         if not signature:
-            raise fail(self.name, "missing_header", f"the {_SIGNATURE} header is missing")
+            raise fail(self.name, "missing_header", f"the {sig_name} header is missing")
         if not stamp:
-            raise fail(self.name, "missing_header", f"the {_TIMESTAMP} header is missing")
+            raise fail(self.name, "missing_header", f"the {ts_name} header is missing")
         if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= _MAX_DIGITS):
             raise fail(
                 self.name,
                 "malformed_header",
-                f"the {_TIMESTAMP} header is not a unix time in seconds",
+                f"the {ts_name} header is not a unix time in seconds",
             )
         if not signature.startswith("v0="):
-            raise fail(self.name, "malformed_header", f"the {_SIGNATURE} header is not 'v0=<hex>'")
+            raise fail(self.name, "malformed_header", f"the {sig_name} header is not 'v0=<hex>'")
         timestamp = int(stamp)
         window = self.window
         if window is not None and not abs(now - timestamp) <= window:  # NaN fails too
@@ -83,17 +82,16 @@ class SlackWebhooks(Scheme):
         content = b"v0:" + stamp.encode("ascii") + b":" + body
         found = False
         for key in self.keys:
-            expected = _hmac_digest(key, content, "sha256").hex().encode("ascii")
+            expected = hmac_digest(key, content, "sha256").hex().encode("ascii")
             if hmac.compare_digest(expected, candidate):
                 found = True
         if not found:
             if len(candidate) != 64 or not _HEX.issuperset(signature[3:].strip()):
                 raise fail(
-                    self.name, "malformed_header", f"the {_SIGNATURE} header is not 'v0=<hex>'"
+                    self.name, "malformed_header", f"the {sig_name} header is not 'v0=<hex>'"
                 )
             raise fail(self.name, "no_matching_signature", "no signature matches any secret")
-        event_id = json_field(body, "event_id") if body[:1] in _JSON_START else None
-        return VerifiedWebhook(event_id or content_id(content), timestamp, self.name, body)
+        return VerifiedWebhook(self.webhook_id(body, content), timestamp, self.name, body)
 
     def handshake(
         self, webhook: VerifiedWebhook, headers: Mapping[str, str] | None = None

@@ -17,13 +17,14 @@ from __future__ import annotations
 import binascii
 import hmac
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from interlink.webhooks._scheme import (
     Scheme,
     VerifiedWebhook,
     content_id,
     fail,
+    hmac_digest,
     json_field,
     register_scheme,
     require,
@@ -31,10 +32,6 @@ from interlink.webhooks._scheme import (
 
 __all__ = ["SquareWebhooks"]
 
-try:
-    from _hashlib import hmac_digest as _hmac_digest  # hmac.digest without its Python frame
-except ImportError:  # pragma: no cover - a Python built without OpenSSL
-    _hmac_digest = hmac.digest  # type: ignore[assignment]
 
 _HEADER = "x-square-hmacsha256-signature"
 _b64 = binascii.b2a_base64
@@ -48,11 +45,6 @@ class SquareWebhooks(Scheme):
     tolerance: ClassVar[float | None] = None
     needs_url: ClassVar[bool] = True
 
-    def prepare_key(self, secret: str, index: int) -> Any:
-        if not secret:
-            raise fail(self.name, "bad_secret", f"secret #{index} is empty")
-        return secret.encode("utf-8")
-
     def check(
         self, headers: Mapping[str, str], body: bytes, url: str | None, now: float
     ) -> VerifiedWebhook:
@@ -61,7 +53,7 @@ class SquareWebhooks(Scheme):
         found = False
         for key in self.keys:
             if hmac.compare_digest(
-                _b64(_hmac_digest(key, content, "sha256"), newline=False), signature
+                _b64(hmac_digest(key, content, "sha256"), newline=False), signature
             ):
                 found = True
         if not found:

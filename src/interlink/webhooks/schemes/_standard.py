@@ -27,6 +27,7 @@ from interlink.webhooks._scheme import (
     b64decode,
     check_time,
     fail,
+    hmac_digest,
     register_scheme,
 )
 
@@ -36,10 +37,6 @@ _MIN_KEY_BYTES = 16
 _b64 = binascii.b2a_base64
 compare = hmac.compare_digest
 _new = tuple.__new__
-try:
-    from _hashlib import hmac_digest as _hmac_digest  # hmac.digest without its Python frame
-except ImportError:  # pragma: no cover - a Python built without OpenSSL
-    _hmac_digest = hmac.digest  # type: ignore[assignment]
 
 
 def _ed25519_key(raw: bytes) -> Any:
@@ -148,7 +145,7 @@ class StandardWebhooks(Scheme):
             content = f"{msg_id}.{stamp}.".encode("utf-8", "surrogatepass") + body
             found = False
             for key in self._hmac_keys:
-                if compare(_b64(_hmac_digest(key, content, "sha256"), newline=False), candidate):
+                if compare(_b64(hmac_digest(key, content, "sha256"), newline=False), candidate):
                     found = True
             if found:  # VerifiedWebhook(...) without its Python-level __new__
                 return _new(VerifiedWebhook, (msg_id, timestamp, self.name, body))
@@ -180,7 +177,7 @@ def _any_valid(keys: tuple[Any, ...], content: bytes, v1: list[bytes], v1a: list
     for kind, key in keys:
         if kind == "v1":
             if v1:
-                expected = _b64(_hmac_digest(key, content, "sha256"), newline=False)
+                expected = _b64(hmac_digest(key, content, "sha256"), newline=False)
                 for candidate in v1:
                     if hmac.compare_digest(expected, candidate):
                         found = True

@@ -29,6 +29,7 @@ from interlink.webhooks._scheme import (
     check_time,
     content_id,
     fail,
+    hmac_digest,
     json_field,
     register_scheme,
 )
@@ -40,11 +41,6 @@ _MAX_DIGITS: Final = 12
 _ID_START: Final = b'{\n  "id": "'
 """How every Stripe event body begins: the id is read without parsing the JSON."""
 _ID_CHARS: Final = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
-
-try:
-    from _hashlib import hmac_digest as _hmac_digest  # hmac.digest without its Python frame
-except ImportError:  # pragma: no cover - a Python built without OpenSSL
-    _hmac_digest = hmac.digest  # type: ignore[assignment]
 
 
 def event_id(body: bytes) -> str | None:
@@ -115,7 +111,7 @@ class StripeWebhooks(Scheme):
         content = stamp.encode("ascii") + b"." + body
         found = False
         for key in self.keys:
-            expected = _hmac_digest(key, content, "sha256").hex().encode("ascii")
+            expected = hmac_digest(key, content, "sha256").hex().encode("ascii")
             for candidate in v1:
                 if hmac.compare_digest(expected, candidate):
                     found = True

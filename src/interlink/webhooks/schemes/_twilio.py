@@ -38,16 +38,13 @@ from interlink.webhooks._scheme import (
     VerifiedWebhook,
     content_id,
     fail,
+    hmac_digest,
     register_scheme,
     require,
 )
 
 __all__ = ["TwilioWebhooks"]
 
-try:
-    from _hashlib import hmac_digest as _hmac_digest  # hmac.digest without its Python frame
-except ImportError:  # pragma: no cover - a Python built without OpenSSL
-    _hmac_digest = hmac.digest  # type: ignore[assignment]
 
 _HEADER = "x-twilio-signature"
 _ID = "i-twilio-idempotency-token"
@@ -105,11 +102,6 @@ class TwilioWebhooks(Scheme):
     def configure(self, **options: Any) -> None:
         self._urls: dict[str, tuple[bytes, bytes | None, bytes | None]] = {}
 
-    def prepare_key(self, secret: str, index: int) -> Any:
-        if not secret:
-            raise fail(self.name, "bad_secret", f"secret #{index} is empty")
-        return secret.encode("utf-8")
-
     def _url(self, url: str) -> tuple[bytes, bytes | None, bytes | None]:
         """The URL's bytes, its other port form's bytes and its ``bodySHA256``, cached."""
         found = self._urls.get(url)
@@ -155,7 +147,7 @@ class TwilioWebhooks(Scheme):
         for key in self.keys:
             for signed_url in (url_bytes, variant):
                 if signed_url is not None:
-                    expected = _b64(_hmac_digest(key, signed_url + params, "sha1"), newline=False)
+                    expected = _b64(hmac_digest(key, signed_url + params, "sha1"), newline=False)
                     if hmac.compare_digest(expected, signature):
                         found = True
         if not found:

@@ -26,7 +26,7 @@ import binascii
 import hmac
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from interlink.webhooks._scheme import (
     Handshake,
@@ -34,6 +34,7 @@ from interlink.webhooks._scheme import (
     VerifiedWebhook,
     check_time,
     fail,
+    hmac_digest,
     register_scheme,
     require,
 )
@@ -43,10 +44,6 @@ _VERIFICATION = "webhook_callback_verification"
 
 __all__ = ["TwitchWebhooks", "parse_rfc3339"]
 
-try:
-    from _hashlib import hmac_digest as _hmac_digest  # hmac.digest without its Python frame
-except ImportError:  # pragma: no cover - a Python built without OpenSSL
-    _hmac_digest = hmac.digest  # type: ignore[assignment]
 
 _ID = "twitch-eventsub-message-id"
 _TIMESTAMP = "twitch-eventsub-message-timestamp"
@@ -126,11 +123,6 @@ class TwitchWebhooks(Scheme):
     name: ClassVar[str] = "twitch"
     tolerance: ClassVar[float | None] = 600.0
 
-    def prepare_key(self, secret: str, index: int) -> Any:
-        if not secret:
-            raise fail(self.name, "bad_secret", f"secret #{index} is empty")
-        return secret.encode("utf-8")
-
     def check(
         self, headers: Mapping[str, str], body: bytes, url: str | None, now: float
     ) -> VerifiedWebhook:
@@ -154,7 +146,7 @@ class TwitchWebhooks(Scheme):
         found = False
         for key in self.keys:
             if hmac.compare_digest(
-                binascii.hexlify(_hmac_digest(key, content, "sha256")), candidate
+                binascii.hexlify(hmac_digest(key, content, "sha256")), candidate
             ):
                 found = True
         if not found:
