@@ -67,6 +67,7 @@ REASONS: Final = (
 
 _MAX_TOLERANCE_SHOWN: Final = 10**9
 _MAX_DIGITS: Final = 12
+_time = time.time
 
 
 class VerifiedWebhook(NamedTuple):
@@ -214,9 +215,9 @@ def quick_verify(scheme: Scheme, headers: object, body: object) -> VerifiedWebho
     if headers.__class__ is not dict or body.__class__ is not bytes:
         return None
     try:
-        if not "".join(headers).islower():
-            return None
-        return scheme.check(headers, body, None, time.time())
+        if scheme.optional_headers and not "".join(headers).islower():
+            return None  # a header it may do without could be there in another case
+        return scheme.check(headers, body, None, _time())
     except Exception:
         return None
 
@@ -234,6 +235,10 @@ class Scheme:
 
     name: ClassVar[str] = ""
     tolerance: ClassVar[float | None] = None
+    optional_headers: ClassVar[bool] = True
+    """``False`` when ``check`` reads only headers it cannot do without: then a name in
+    another case fails the check (and ``verify`` retries case-insensitively) instead of
+    being silently passed over."""
     needs_url: ClassVar[bool] = False
     option_names: ClassVar[frozenset[str]] = frozenset()
 

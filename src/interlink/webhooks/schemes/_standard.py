@@ -62,6 +62,7 @@ class StandardWebhooks(Scheme):
 
     name: ClassVar[str] = "standard"
     tolerance: ClassVar[float | None] = 300.0
+    optional_headers: ClassVar[bool] = False  # id, timestamp and signature: all required
     id_headers: ClassVar[tuple[str, ...]] = ("webhook-id",)
     timestamp_headers: ClassVar[tuple[str, ...]] = ("webhook-timestamp",)
     signature_headers: ClassVar[tuple[str, ...]] = ("webhook-signature",)
@@ -198,6 +199,7 @@ class SvixWebhooks(StandardWebhooks):
     """``svix``: Standard Webhooks with ``svix-*`` headers (``webhook-*`` accepted too)."""
 
     name: ClassVar[str] = "svix"
+    optional_headers: ClassVar[bool] = True  # svix-* first, webhook-* in their absence
     id_headers: ClassVar[tuple[str, ...]] = ("svix-id", "webhook-id")
     timestamp_headers: ClassVar[tuple[str, ...]] = ("svix-timestamp", "webhook-timestamp")
     signature_headers: ClassVar[tuple[str, ...]] = ("svix-signature", "webhook-signature")
