@@ -376,8 +376,14 @@ def one_run(
     seconds: float,
     label: str,
     run_id: str,
+    quiet_pids: list[int],
 ) -> dict[str, Any]:
-    """A fresh pool of signed ids, one wrk run, and the server's CPU and stored rows around it."""
+    """A fresh pool of signed ids, one wrk run, and the server's CPU and stored rows around it.
+
+    The run starts once every server is idle (``wait_quiet``): the receiver's
+    background work after its own run (WAL checkpoints) must not land in the
+    next case's figures, nor a backlog in its own.
+    """
     server = case.server
     assert server is not None
     size = max(int(POOL_RATE * seconds), 10_000)
@@ -386,6 +392,7 @@ def one_run(
     )
     script = write_script(workdir / "run.lua", pool, body_path, settings.wrk_threads)
     stored_before = _stored_count(case.db) if case.db else None
+    settle = wait_quiet(quiet_pids)
     cpu_before = cpu_seconds(server.pids)
     threads_before = thread_cpu_seconds(server.pid)
     gc.collect()
@@ -435,6 +442,7 @@ def one_run(
         ),
         "wrk_cpu_busy_fraction": round(run.wrk_cpu_seconds / run.wall_seconds, 2),
         "cpu_pressure_percent": cpu_pressure,
+        "settle_seconds": settle,
     }
     if server.name != "nginx":
         out["server_threads_cpu_busy"] = _thread_split(
@@ -585,6 +593,7 @@ def measure_ingest(
                         settings.warm_up,
                         "w",
                         run_id,
+                        server_pids(live),
                     )
                 except Exception as exc:
                     case.errors.append(f"warm-up: {type(exc).__name__}: {exc}")
@@ -607,6 +616,7 @@ def measure_ingest(
                                 settings.duration,
                                 f"r{r}",
                                 run_id,
+                                server_pids(live),
                             )
                         )
                     except Exception as exc:
@@ -623,6 +633,32 @@ def measure_ingest(
         placement.free()
         shutil.rmtree(workdir, ignore_errors=True)
     return cases, None
+
+
+def server_pids(cases: list[IngestCase]) -> list[int]:
+    """Every process of every running server."""
+    return [pid for case in cases if case.server is not None for pid in case.server.pids]
+
+
+def wait_quiet(pids: list[int], *, limit: float = 20.0, step: float = 0.25) -> float | None:
+    """Wait until ``pids`` used under 4 % of a CPU for two steps in a row; the seconds waited.
+
+    ``None`` when they were still busy after ``limit`` seconds (the run goes
+    ahead, and the JSON says so).
+    """
+    start = time.monotonic()
+    last = cpu_seconds(pids)
+    calm = 0
+    while last is not None and time.monotonic() - start < limit:
+        time.sleep(step)
+        now = cpu_seconds(pids)
+        if now is None:
+            break
+        calm = calm + 1 if now - last < 0.04 * step else 0
+        last = now
+        if calm >= 2:
+            return round(time.monotonic() - start, 2)
+    return None if last is not None else 0.0
 
 
 def _receiver_missing() -> str | None:

@@ -178,3 +178,25 @@ async def test_the_receiver_works_under_a_mount_prefix(tmp_path: Any) -> None:
         headers = standard_headers("evt_2", int(receiver.clock.wall()), BODY)
         assert (await client.post("/hooks/shop", content=BODY, headers=headers)).status_code == 200
         assert (await client.post("/hooks/other", content=BODY, headers=headers)).status_code == 404
+
+
+def test_a_webhook_without_a_signed_timestamp_comes_back_with_none() -> None:
+    from interlink.messaging import Message
+    from interlink.webhooks._received import HEADER_WEBHOOK, receipt_header
+
+    header = receipt_header("github", None, 1_800_000_000.5, "r-1")
+    message = Message(
+        id="repo:72d3162e",
+        queue="repo.events",
+        body=b"{}",
+        headers={HEADER_WEBHOOK: header, "x-github-event": "push"},
+    )
+    ctx = MessageContext(message=message, handler="h", clock=FakeClock())
+    webhook = ReceivedWebhook.from_message(b"{}", ctx)
+    assert (webhook.source, webhook.id, webhook.scheme) == ("repo", "72d3162e", "github")
+    assert (webhook.timestamp, webhook.received_at, webhook.receipt_id) == (
+        None,
+        1_800_000_000.5,
+        "r-1",
+    )
+    assert webhook.headers == {"x-github-event": "push"}

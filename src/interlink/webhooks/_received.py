@@ -2,7 +2,7 @@
 
 The receiver publishes the raw body as the message body, with message id
 ``"<source>:<webhook id>"`` (a source name holds no ``:``), and what else it
-learnt on receipt as ``x-interlink-webhook-*`` headers (scheme, signed
+learnt on receipt in one ``x-interlink-webhook`` header (scheme, signed
 timestamp, receipt time and id), beside the request headers it forwards. ``webhook_handler`` turns a handler of ``(ReceivedWebhook, ctx)``
 into one the ``Worker`` runs, so a webhook is retried and dead-lettered like
 any message, and verified once, on receipt (a retry hours later must not fail
@@ -20,19 +20,24 @@ from typing import Any, Final
 from interlink.messaging._context import MessageContext
 from interlink.messaging._handler import HandlerFunc, InvalidPayloadError
 
-__all__ = [
-    "HEADER_RECEIPT",
-    "HEADER_RECEIVED_AT",
-    "HEADER_SCHEME",
-    "HEADER_TIMESTAMP",
-    "ReceivedWebhook",
-    "webhook_handler",
-]
+__all__ = ["HEADER_WEBHOOK", "ReceivedWebhook", "receipt_header", "webhook_handler"]
 
-HEADER_SCHEME: Final = "x-interlink-webhook-scheme"
-HEADER_TIMESTAMP: Final = "x-interlink-webhook-timestamp"
-HEADER_RECEIVED_AT: Final = "x-interlink-webhook-received-at"
-HEADER_RECEIPT: Final = "x-interlink-webhook-receipt"
+HEADER_WEBHOOK: Final = "x-interlink-webhook"
+"""What the receiver learnt, in one header (one per webhook is cheaper to store than four):
+``scheme=standard; timestamp=1800000000; received_at=1800000000.25; receipt=<id>``
+(``timestamp=-`` when the scheme signs none)."""
+
+
+def receipt_header(scheme: str, timestamp: int | None, received_at: float, receipt: str) -> str:
+    """The value of ``HEADER_WEBHOOK``."""
+    stamp = "-" if timestamp is None else timestamp
+    return f"scheme={scheme}; timestamp={stamp}; received_at={received_at!r}; receipt={receipt}"
+
+
+def _parse_receipt(value: str) -> dict[str, str]:
+    return dict(part.partition("=")[::2] for part in value.split("; "))
+
+
 _OURS: Final = "x-interlink-"
 
 
@@ -69,15 +74,16 @@ class ReceivedWebhook:
         try:
             if not colon or not webhook_id:
                 raise KeyError("message id '<source>:<webhook id>'")
-            stamp = headers.get(HEADER_TIMESTAMP)
+            facts = _parse_receipt(headers[HEADER_WEBHOOK])
+            stamp = facts["timestamp"]
             return cls(
                 source=source,
                 id=webhook_id,
                 message_id=ctx.message.id,
-                scheme=headers[HEADER_SCHEME],
-                timestamp=int(stamp) if stamp else None,
-                received_at=float(headers[HEADER_RECEIVED_AT]),
-                receipt_id=headers[HEADER_RECEIPT],
+                scheme=facts["scheme"],
+                timestamp=None if stamp == "-" else int(stamp),
+                received_at=float(facts["received_at"]),
+                receipt_id=facts["receipt"],
                 body=body if isinstance(body, bytes) else ctx.message.body,
                 headers={k: v for k, v in headers.items() if not k.startswith(_OURS)},
             )

@@ -32,12 +32,7 @@ from interlink.core.errors import ConfigError, SignatureError
 from interlink.messaging._broker import Broker, open_broker
 from interlink.messaging._message import new_message_id
 from interlink.webhooks._receipts import ReceiptLog
-from interlink.webhooks._received import (
-    HEADER_RECEIPT,
-    HEADER_RECEIVED_AT,
-    HEADER_SCHEME,
-    HEADER_TIMESTAMP,
-)
+from interlink.webhooks._received import HEADER_WEBHOOK, receipt_header
 from interlink.webhooks._source import WebhookSource
 
 __all__ = ["SourceStats", "WebhookReceiver"]
@@ -282,11 +277,9 @@ class WebhookReceiver:
         receipt = f"{self._receipt_prefix}{next(self._receipt_seq):010x}"
         forwarded = source.forwarded
         message_headers = {name: value for name, value in headers.items() if name in forwarded}
-        message_headers[HEADER_SCHEME] = webhook.scheme
-        message_headers[HEADER_RECEIVED_AT] = repr(received_at)
-        message_headers[HEADER_RECEIPT] = receipt
-        if webhook.timestamp is not None:
-            message_headers[HEADER_TIMESTAMP] = str(webhook.timestamp)
+        message_headers[HEADER_WEBHOOK] = receipt_header(
+            webhook.scheme, webhook.timestamp, received_at, receipt
+        )
         try:
             await self.broker.publish(source.queue, body, message_id=key, headers=message_headers)
         except Exception as exc:
