@@ -495,3 +495,81 @@ async def test_receipts_past_the_window_are_dropped_as_new_ones_arrive() -> None
         receipts.done(f"new-{n}", f"r-{n}")
     assert len(receipts) == 156
     assert receipts.get("new-0") == "r-0"
+
+
+async def test_a_body_over_the_limit_mid_stream_is_413_before_the_rest_arrives(
+    clock: FakeClock, broker: MemoryBroker
+) -> None:
+    async with WebhookReceiver([source(max_body=16)], broker=broker, clock=clock) as receiver:
+        headers = standard_headers("msg_1", NOW, BODY)
+        chunks = [BODY[:10], BODY[10:20], BODY[20:30], BODY[30:]]
+        sent = await call_asgi(receiver, http_scope(headers), chunks)
+    assert sent[0]["status"] == 413
+    assert await drain(broker) == []
+
+
+async def test_a_client_gone_before_the_body_gets_nothing(
+    receiver: WebhookReceiver, broker: MemoryBroker
+) -> None:
+    headers = standard_headers("msg_1", NOW, BODY)
+    sent = await call_asgi(receiver, http_scope(headers), [], disconnect=True)
+    assert sent == []
+    assert await drain(broker) == []
+
+
+async def test_a_cancelled_store_releases_its_claim_for_the_next_copy(clock: FakeClock) -> None:
+    class StuckBroker(MemoryBroker):
+        stuck = True
+        entered = asyncio.Event()
+
+        async def publish(self, queue: str, body: object, **kwargs: Any) -> str:
+            if self.stuck:
+                self.entered.set()
+                await asyncio.Event().wait()  # never: the request is cancelled here
+            return await super().publish(queue, body, **kwargs)
+
+    broker = StuckBroker(clock=clock)
+    async with WebhookReceiver([source()], broker=broker, clock=clock) as receiver:
+        transport = httpx.ASGITransport(app=receiver)
+        async with httpx.AsyncClient(transport=transport, base_url="http://h") as http:
+            first = asyncio.ensure_future(post(http))
+            await asyncio.wait_for(broker.entered.wait(), timeout=5)
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            broker.stuck = False
+            again = await post(http)
+        assert again.json()["duplicate"] is False  # not answered from a store that never was
+        assert len(await drain(broker)) == 1
+    await broker.close()
+
+
+async def test_start_is_idempotent_and_sources_must_be_sources(
+    receiver: WebhookReceiver, broker: MemoryBroker
+) -> None:
+    await receiver.start()
+    assert receiver.started
+    with pytest.raises(ConfigError, match="not a WebhookSource"):
+        WebhookReceiver([source(), "billing"], broker=broker)  # type: ignore[list-item]
+
+
+async def test_a_url_signing_scheme_rebuilds_the_url_from_the_server_without_a_host(
+    clock: FakeClock, broker: MemoryBroker
+) -> None:
+    import base64 as b64
+    import hashlib
+    import hmac as hm
+    from urllib.parse import urlencode
+
+    params = {"Body": "Ahoy", "From": "+14158675310"}
+    signed = "https://hooks.test/hooks/sms" + "".join(f"{k}{params[k]}" for k in sorted(params))
+    signature = b64.b64encode(hm.new(b"token", signed.encode(), hashlib.sha1).digest()).decode()
+    sms = WebhookSource("sms", path="/sms", scheme="twilio", secrets=["token"], queue="sms")
+    async with WebhookReceiver([sms], broker=broker, clock=clock) as receiver:
+        scope = http_scope(
+            {"x-twilio-signature": signature, "content-type": "application/x-www-form-urlencoded"},
+            path="/sms",
+        )
+        scope["root_path"] = "/hooks"  # mounted, with the path relative to the mount
+        sent = await call_asgi(receiver, scope, [urlencode(params).encode()])
+    assert sent[0]["status"] == 200  # https://hooks.test:443/hooks/sms, tried without :443
