@@ -22,6 +22,7 @@ import hmac
 import json
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, NamedTuple
@@ -222,7 +223,7 @@ def quick_verify(scheme: Scheme, headers: object, body: object) -> VerifiedWebho
         return None
 
 
-class Scheme:
+class Scheme(ABC):
     """One signature scheme, built once with its secrets; ``check`` verifies a webhook.
 
     Subclasses set ``name``, ``tolerance`` (the default window in seconds, or
@@ -283,7 +284,7 @@ class Scheme:
             )
         return float(tolerance)
 
-    def configure(self, **options: Any) -> None:
+    def configure(self, **options: Any) -> None:  # noqa: B027 - optional: most take none
         """Take the scheme's options (only names in ``option_names`` arrive); ``ConfigError`` if bad."""
 
     def prepare_key(self, secret: str, index: int) -> Any:
@@ -292,11 +293,11 @@ class Scheme:
             raise fail(self.name, "bad_secret", f"secret #{index} is empty")
         return secret.encode("utf-8")
 
+    @abstractmethod
     def check(
         self, headers: Mapping[str, str], body: bytes, url: str | None, now: float
     ) -> VerifiedWebhook:
         """Verify one webhook; ``headers`` has lower-case names. Raises ``SignatureError``."""
-        raise NotImplementedError
 
     def handshake(
         self, webhook: VerifiedWebhook, headers: Mapping[str, str] | None = None
