@@ -192,7 +192,7 @@ def test_a_webhook_without_a_signed_timestamp_comes_back_with_none() -> None:
         headers={HEADER_WEBHOOK: header, "x-github-event": "push"},
     )
     ctx = MessageContext(message=message, handler="h", clock=FakeClock())
-    webhook = ReceivedWebhook.from_message(b"{}", ctx)
+    webhook = ReceivedWebhook.from_message(ctx)
     assert (webhook.source, webhook.id, webhook.scheme) == ("repo", "72d3162e", "github")
     assert (webhook.timestamp, webhook.received_at, webhook.receipt_id) == (
         None,

@@ -114,67 +114,59 @@ async def test_a_repeat_answers_2xx_duplicate_with_the_first_receipt_and_is_not_
     assert receiver.stats["billing"].duplicates == 1
 
 
-async def test_two_copies_at_once_store_one_and_the_other_answers_duplicate(
-    clock: FakeClock,
-) -> None:
-    class SlowBroker(MemoryBroker):
-        gate = asyncio.Event()
-        entered = 0
+class GatedBroker(MemoryBroker):
+    """Its first publish waits for ``gate`` (then fails if ``fail_first``); later ones do not."""
 
-        async def publish(self, queue: str, body: object, **kwargs: Any) -> str:
-            self.entered += 1
+    def __init__(self, clock: FakeClock, *, fail_first: bool = False) -> None:
+        super().__init__(clock=clock)
+        self.gate = asyncio.Event()
+        self.fail_first = fail_first
+        self.calls = 0
+
+    async def publish(self, queue: str, body: object, **kwargs: Any) -> str:
+        self.calls += 1
+        if self.calls == 1:
             await self.gate.wait()
-            return await super().publish(queue, body, **kwargs)
+            if self.fail_first:
+                raise PublishError("disk full", queue=queue, reason="refused")
+        return await super().publish(queue, body, **kwargs)
 
-    broker = SlowBroker(clock=clock)
+
+async def two_copies_at_once(broker: GatedBroker, clock: FakeClock) -> list[httpx.Response]:
+    """POST one webhook twice at once: the second arrives while the first is being stored."""
     async with WebhookReceiver([source()], broker=broker, clock=clock) as receiver:
         transport = httpx.ASGITransport(app=receiver)
         async with httpx.AsyncClient(transport=transport, base_url="http://h") as http:
             first = asyncio.ensure_future(post(http))
             second = asyncio.ensure_future(post(http))
             deadline = asyncio.get_running_loop().time() + 5
-            while broker.entered < 1:  # the first is inside publish
-                assert asyncio.get_running_loop().time() < deadline
-                await asyncio.sleep(0)
-            for _ in range(20):  # let the second reach the receipt log and wait there
+            # The first is inside publish and the second waits on its claim.
+            while receiver.receipts._pending.get("billing:msg_1") is None:
+                assert asyncio.get_running_loop().time() < deadline, "the copies never met"
                 await asyncio.sleep(0)
             broker.gate.set()
-            answers = sorted(
-                [(await first).json()["duplicate"], (await second).json()["duplicate"]]
-            )
-        assert answers == [False, True]
-        assert broker.entered == 1
-        assert len(await drain(broker)) == 1
+            return [await first, await second]
+
+
+async def test_two_copies_at_once_store_one_and_the_other_answers_duplicate(
+    clock: FakeClock,
+) -> None:
+    broker = GatedBroker(clock)
+    answers = await two_copies_at_once(broker, clock)
+    assert sorted(a.json()["duplicate"] for a in answers) == [False, True]
+    assert broker.calls == 1
+    assert len(await drain(broker)) == 1
     await broker.close()
 
 
 async def test_when_the_first_copy_fails_to_store_the_waiting_copy_stores_it(
     clock: FakeClock,
 ) -> None:
-    class FlakyBroker(MemoryBroker):
-        gate = asyncio.Event()
-        calls = 0
-
-        async def publish(self, queue: str, body: object, **kwargs: Any) -> str:
-            self.calls += 1
-            if self.calls == 1:
-                await self.gate.wait()
-                raise PublishError("disk full", queue=queue, reason="refused")
-            return await super().publish(queue, body, **kwargs)
-
-    broker = FlakyBroker(clock=clock)
-    async with WebhookReceiver([source()], broker=broker, clock=clock) as receiver:
-        transport = httpx.ASGITransport(app=receiver)
-        async with httpx.AsyncClient(transport=transport, base_url="http://h") as http:
-            first = asyncio.ensure_future(post(http))
-            second = asyncio.ensure_future(post(http))
-            for _ in range(50):
-                await asyncio.sleep(0)
-            broker.gate.set()
-            statuses = sorted([(await first).status_code, (await second).status_code])
-        assert statuses == [200, 503]
-        [stored] = await drain(broker)
-        assert stored.message.id == "billing:msg_1"
+    broker = GatedBroker(clock, fail_first=True)
+    answers = await two_copies_at_once(broker, clock)
+    assert sorted(a.status_code for a in answers) == [200, 503]
+    [stored] = await drain(broker)
+    assert stored.message.id == "billing:msg_1"
     await broker.close()
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from interlink.webhooks import Handshake, SignatureError, VerifiedWebhook, build_scheme, verify
+from interlink.webhooks import Handshake, SignatureError, VerifiedWebhook, build_scheme
+from tests.webhooks.checking import Checker
 
 SEED = bytes(range(32))
 PRIVATE = Ed25519PrivateKey.from_private_bytes(SEED)
@@ -34,23 +34,8 @@ def signed(
     return {"X-Signature-Ed25519": signature, "X-Signature-Timestamp": str(ts)}
 
 
-def check(
-    headers: dict[str, str],
-    body: bytes = BODY,
-    *,
-    secrets: list[str] | None = None,
-    now: float = TS,
-    **kw: Any,
-) -> VerifiedWebhook:
-    return verify(
-        "discord", secrets=secrets or [PUBLIC_HEX], headers=headers, body=body, now=now, **kw
-    )
-
-
-def reason(headers: dict[str, str], body: bytes = BODY, **kw: Any) -> str:
-    with pytest.raises(SignatureError) as caught:
-        check(headers, body, **kw)
-    return caught.value.reason
+CHECKER = Checker("discord", secret=PUBLIC_HEX, body=BODY, now=TS)
+check, reason = CHECKER.check, CHECKER.reason
 
 
 def test_valid_interaction() -> None:

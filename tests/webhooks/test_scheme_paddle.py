@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any
 
 import pytest
 
-from interlink.webhooks import SignatureError, VerifiedWebhook, verify
+from interlink.webhooks import SignatureError, verify
+from tests.webhooks.checking import Checker
 
 # PaddleHQ/paddle-python-sdk tests/Unit/Notification/test_Verifier.py
 # (test_validate_paddle_signature_header_integrity): three secrets, the last one signs;
@@ -43,21 +43,8 @@ def header(*signatures: str, ts: int | str = TS) -> dict[str, str]:
     return {"Paddle-Signature": f"ts={ts};" + ";".join(f"h1={s}" for s in signatures)}
 
 
-def check(
-    headers: dict[str, str],
-    body: bytes = BODY,
-    *,
-    secrets: list[str] | None = None,
-    now: float = TS,
-    **kw: Any,
-) -> VerifiedWebhook:
-    return verify("paddle", secrets=secrets or [SECRET], headers=headers, body=body, now=now, **kw)
-
-
-def reason(headers: dict[str, str], body: bytes = BODY, **kw: Any) -> str:
-    with pytest.raises(SignatureError) as caught:
-        check(headers, body, **kw)
-    return caught.value.reason
+CHECKER = Checker("paddle", secret=SECRET, body=BODY, now=TS)
+check, reason = CHECKER.check, CHECKER.reason
 
 
 def test_sdk_vector_passes() -> None:

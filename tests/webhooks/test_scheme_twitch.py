@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any
 
 import pytest
 
-from interlink.webhooks import Handshake, SignatureError, VerifiedWebhook, build_scheme, verify
+from interlink.webhooks import Handshake, SignatureError, VerifiedWebhook, build_scheme
 from interlink.webhooks.schemes._twitch import parse_rfc3339
+from tests.webhooks.checking import Checker
 
 SECRET = "keepItSecretKeepItSafe"  # twitchdev/eventsub-webhooks-node-sample index.js
 OLD = "the-previous-subscription-secret"
@@ -51,21 +51,8 @@ def signed(
     }
 
 
-def check(
-    headers: dict[str, str],
-    body: bytes = BODY,
-    *,
-    secrets: list[str] | None = None,
-    now: float = TS,
-    **kw: Any,
-) -> VerifiedWebhook:
-    return verify("twitch", secrets=secrets or [SECRET], headers=headers, body=body, now=now, **kw)
-
-
-def reason(headers: dict[str, str], body: bytes = BODY, **kw: Any) -> str:
-    with pytest.raises(SignatureError) as caught:
-        check(headers, body, **kw)
-    return caught.value.reason
+CHECKER = Checker("twitch", secret=SECRET, body=BODY, now=TS)
+check, reason = CHECKER.check, CHECKER.reason
 
 
 def test_valid_notification() -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any
 
 import pytest
 
-from interlink.webhooks import Handshake, SignatureError, VerifiedWebhook, build_scheme, verify
+from interlink.webhooks import Handshake, SignatureError, VerifiedWebhook, build_scheme
+from tests.webhooks.checking import Checker
 
 TOKEN = "zoom-secret-token-1"
 OLD = "zoom-secret-token-0"
@@ -29,21 +29,8 @@ def signed(body: bytes = BODY, *, token: str = TOKEN, ts: int | str = TS) -> dic
     return {"x-zm-signature": "v0=" + digest, "x-zm-request-timestamp": str(ts)}
 
 
-def check(
-    headers: dict[str, str],
-    body: bytes = BODY,
-    *,
-    secrets: list[str] | None = None,
-    now: float = TS,
-    **kw: Any,
-) -> VerifiedWebhook:
-    return verify("zoom", secrets=secrets or [TOKEN], headers=headers, body=body, now=now, **kw)
-
-
-def reason(headers: dict[str, str], body: bytes = BODY, **kw: Any) -> str:
-    with pytest.raises(SignatureError) as caught:
-        check(headers, body, **kw)
-    return caught.value.reason
+CHECKER = Checker("zoom", secret=TOKEN, body=BODY, now=TS)
+check, reason = CHECKER.check, CHECKER.reason
 
 
 def test_valid_event_id_is_the_body_hash() -> None:
