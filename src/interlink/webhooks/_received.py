@@ -67,7 +67,7 @@ class ReceivedWebhook:
         return json.loads(self.body)
 
     @classmethod
-    def from_message(cls, body: bytes, ctx: MessageContext) -> ReceivedWebhook:
+    def from_message(cls, ctx: MessageContext) -> ReceivedWebhook:
         """Rebuild it from a stored message; ``InvalidPayloadError`` when the message is no webhook."""
         headers = ctx.message.headers
         source, colon, webhook_id = ctx.message.id.partition(":")
@@ -84,7 +84,7 @@ class ReceivedWebhook:
                 timestamp=None if stamp == "-" else int(stamp),
                 received_at=float(facts["received_at"]),
                 receipt_id=facts["receipt"],
-                body=body if isinstance(body, bytes) else ctx.message.body,
+                body=ctx.message.body,
                 headers={k: v for k, v in headers.items() if not k.startswith(_OURS)},
             )
         except (KeyError, ValueError) as exc:
@@ -109,6 +109,6 @@ def webhook_handler(func: WebhookFunc) -> HandlerFunc:
 
     @functools.wraps(func)
     async def handle(body: Any, ctx: MessageContext) -> object:
-        return await func(ReceivedWebhook.from_message(body, ctx), ctx)
+        return await func(ReceivedWebhook.from_message(ctx), ctx)
 
     return handle

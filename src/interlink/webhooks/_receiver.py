@@ -134,7 +134,6 @@ class WebhookReceiver:
         # Receipt ids: random per receiver, then counted (unique, and cheaper than 16 random bytes).
         self._receipt_prefix = new_message_id()[:22]
         self._receipt_seq = itertools.count(1)
-        self._unavailable = _problem(503, "the webhook could not be stored; retry later")
 
     # -- lifecycle ---------------------------------------------------------------
     @property
@@ -225,13 +224,12 @@ class WebhookReceiver:
         if source is None and root and path.startswith(root):
             source = self._by_path.get(path[len(root) :] or "/")
         if source is None:
-            await _respond(send, *_problem(404, "no webhook source at this path"))
+            await _respond(send, *_NOT_FOUND)
             return
         stats = self.stats[source.name]
         stats.last_received_at = received_at = self.clock.wall()
         if scope["method"] != "POST":
-            status, ctype, body = _problem(405, "webhooks are POSTed")
-            await _respond(send, status, ctype, body, ((b"allow", b"POST"),))
+            await _respond(send, *_NOT_POST, ((b"allow", b"POST"),))
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         length = headers.get("content-length")
@@ -256,7 +254,7 @@ class WebhookReceiver:
             _log.warning(
                 "webhook rejected: source=%s reason=%s detail=%s", source.name, exc.reason, exc
             )
-            await _respond(send, *_problem(401, "the webhook's signature could not be verified"))
+            await _respond(send, *_UNVERIFIED)
             return
         handshake = verifier.handshake(webhook, headers)
         if handshake is not None:
@@ -292,7 +290,7 @@ class WebhookReceiver:
                 type(exc).__name__,
                 exc,
             )
-            status, ctype, problem = self._unavailable
+            status, ctype, problem = _UNAVAILABLE
             retry = str(self.retry_after).encode()
             await _respond(send, status, ctype, problem, ((b"retry-after", retry),))
             return
@@ -354,6 +352,13 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
 def _problem(status: int, detail: str) -> tuple[int, bytes, bytes]:
     body = {"type": "about:blank", "title": _TITLES[status], "status": status, "detail": detail}
     return status, _PROBLEM, json.dumps(body).encode()
+
+
+# The answers that never change, built once (a flood of bad requests must stay cheap).
+_NOT_FOUND: Final = _problem(404, "no webhook source at this path")
+_NOT_POST: Final = _problem(405, "webhooks are POSTed")
+_UNVERIFIED: Final = _problem(401, "the webhook's signature could not be verified")
+_UNAVAILABLE: Final = _problem(503, "the webhook could not be stored; retry later")
 
 
 def _too_large(source: WebhookSource) -> tuple[int, bytes, bytes]:

@@ -321,6 +321,16 @@ class Scheme(ABC):
             verified = quick_verify(self, headers, body)
             if verified is not None:
                 return verified
+        return self.verify_with_care(headers, body, url, now)
+
+    def verify_with_care(
+        self,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        body: bytes,
+        url: str | None,
+        now: float | None,
+    ) -> VerifiedWebhook:
+        """``verify`` without its quick path: arguments checked, header names lower-cased."""
         if body.__class__ is not bytes:
             if not isinstance(body, bytes | bytearray | memoryview):
                 raise TypeError("body must be the raw request bytes, not a parsed or decoded value")

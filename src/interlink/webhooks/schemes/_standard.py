@@ -126,6 +126,7 @@ class StandardWebhooks(Scheme):
         signatures = get(self._signature_name)
         if not (msg_id and stamp and signatures):
             msg_id, stamp, signatures = self._headers(headers)
+        # parse_unix's rule and check_time's window, inlined: this is the measured path.
         if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
             raise fail(
                 self.name, "malformed_header", "the timestamp header is not a unix time in seconds"
