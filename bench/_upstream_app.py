@@ -77,12 +77,19 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def main() -> int:
+def serve(target: Any, *, factory: bool = False) -> int:
+    """Serve ``target`` (an ASGI app, or a factory of one) on a free loopback port.
+
+    Writes ``port=<n>`` as the first line on stdout, then serves (uvicorn,
+    uvloop, httptools, one process) until SIGTERM/SIGINT or until stdin
+    closes, so the server stops with the benchmark that started it.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
-        app,
+        target,
+        factory=factory,
         loop="uvloop",
         http="httptools",
         lifespan="on",
@@ -101,6 +108,10 @@ def main() -> int:
     sys.stdout.flush()
     server.run(sockets=[sock])
     return 0
+
+
+def main() -> int:
+    return serve(app)
 
 
 # --- used by bench/client.py, in the benchmark's process -----------------------------------

@@ -29,14 +29,12 @@ import base64
 import binascii
 import hmac
 import os
-import socket
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-import uvicorn
+from _upstream_app import serve
 
 PATH = "/webhooks/bench"
 QUEUE = "bench.events"
@@ -44,8 +42,6 @@ SOURCE = "bench"
 SECRET_ENV = "INTERLINK_BENCH_SECRET"
 DB_ENV = "INTERLINK_BENCH_DB"
 TOLERANCE_SECONDS = 300
-# Long enough that wrk's connections survive the warm-up and the pause between runs.
-KEEP_ALIVE_SECONDS = 300
 
 
 def _secret() -> str:
@@ -110,30 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        APPS[args.app],
-        factory=True,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-    )
-    server = uvicorn.Server(config)
-
-    def stop_when_stdin_closes() -> None:
-        sys.stdin.buffer.read()
-        server.should_exit = True
-
-    threading.Thread(target=stop_when_stdin_closes, daemon=True).start()
-    sys.stdout.write(f"port={sock.getsockname()[1]}\n")
-    sys.stdout.flush()
-    server.run(sockets=[sock])
-    return 0
+    return serve(APPS[args.app], factory=True)
 
 
 if __name__ == "__main__":
