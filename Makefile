@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/client.py
 	$(BIN)/python bench/messaging.py
 	$(BIN)/python bench/webhooks.py
+	$(BIN)/python bench/transform.py
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench

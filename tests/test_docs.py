@@ -28,6 +28,7 @@ DOCS = [
     ROOT / "docs" / "client.md",
     ROOT / "docs" / "messaging.md",
     ROOT / "docs" / "webhooks.md",
+    ROOT / "docs" / "transform.md",
     ROOT / "docs" / "performance.md",
     ROOT / "README.md",
 ]

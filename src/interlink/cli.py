@@ -5,11 +5,13 @@ from __future__ import annotations
 import typer
 
 from interlink.messaging._cli import dlq_app
+from interlink.transform._cli import transform_command
 
 app = typer.Typer(
     help="interlink: the integration layer of a Python service.", no_args_is_help=True
 )
 app.add_typer(dlq_app, name="dlq")
+app.command(name="transform")(transform_command)
 
 
 @app.callback()

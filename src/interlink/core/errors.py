@@ -4,6 +4,7 @@ A caller can catch exactly as much as it means to::
 
     InterlinkError
     ├── ConfigError                      a setting is malformed or out of range
+    │   └── MappingError                 a transform mapping cannot be loaded (file, line, key)
     ├── ClientError                      an outbound HTTP call failed (``method``, ``url``)
     │   ├── HttpStatusError              the upstream answered an error status
     │   ├── ClientTimeoutError           no (complete) answer in time (also a ``TimeoutError``)
@@ -26,6 +27,7 @@ A caller can catch exactly as much as it means to::
         └── DeadLetterNotFoundError      no dead letter has that id (also a ``KeyError``)
     └── WebhookError                     a webhook could not be received
         └── SignatureError               it failed verification (``reason``, ``scheme``)
+    └── TransformError                   a record could not be transformed (``path``, ``reason``)
 
 Every ``ResilienceError`` carries ``retry_after``: the seconds after which trying
 again may succeed, or ``None`` when nobody knows.
@@ -48,6 +50,7 @@ __all__ = [
     "DeliveryError",
     "HttpStatusError",
     "InterlinkError",
+    "MappingError",
     "MessagingError",
     "PublishError",
     "RateLimitedError",
@@ -57,6 +60,7 @@ __all__ = [
     "RetryExhaustedError",
     "SignatureError",
     "ThrottledLocallyError",
+    "TransformError",
     "WebhookError",
 ]
 
@@ -306,3 +310,41 @@ class SignatureError(WebhookError):
         super().__init__(message)
         self.reason = reason
         self.scheme = scheme
+
+
+class MappingError(ConfigError):
+    """A transform mapping cannot be loaded: the message names the file, line and key.
+
+    ``source`` is the file name (or ``"<dict>"``/``"<string>"``), ``line`` the
+    1-based line in it when known, ``key`` the dotted key that is wrong
+    (``fields.status.convert``).
+    """
+
+    def __init__(
+        self, message: str, *, source: str = "", line: int | None = None, key: str = ""
+    ) -> None:
+        where = source if line is None else f"{source}:{line}"
+        parts = [part for part in (where, key) if part]
+        super().__init__(": ".join([*parts, message]))
+        self.source = source
+        self.line = line
+        self.key = key
+        self.detail = message
+
+
+class TransformError(InterlinkError, ValueError):
+    """A record could not be transformed; permanent: the same record fails the same way again.
+
+    ``path`` is the dotted path of the target field (``customer.email``,
+    ``lines[2].quantity``; ``""`` for the record as a whole), ``reason`` what
+    was wrong, ``value`` a short excerpt of the offending value (``""`` when
+    there is none), ``transformer`` the name of the mapping or transformer.
+    """
+
+    def __init__(self, path: str, reason: str, value: str = "", *, transformer: str = "") -> None:
+        shown = f" (got {value})" if value else ""
+        super().__init__(f"{path or '(record)'}: {reason}{shown}")
+        self.path = path
+        self.reason = reason
+        self.value = value
+        self.transformer = transformer

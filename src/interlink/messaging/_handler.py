@@ -16,7 +16,7 @@ from typing import Any
 
 import pydantic
 
-from interlink.core.errors import ConfigError, MessagingError
+from interlink.core.errors import ConfigError, MessagingError, TransformError
 from interlink.messaging._context import MessageContext
 from interlink.messaging._message import Message, validate_queue_name
 from interlink.messaging._retry_schedule import RetrySchedule
@@ -69,16 +69,23 @@ class Handler:
     model: Any
     ordering: str
     delivery_limit: int
+    transform: Any = None
     _adapter: pydantic.TypeAdapter[Any] | None = field(default=None, repr=False)
 
     def decode(self, message: Message) -> Any:
-        """The body the handler gets; ``InvalidPayloadError`` when it cannot be decoded."""
+        """The body the handler gets: decoded, transformed, validated.
+
+        ``InvalidPayloadError`` when it cannot be decoded or validated,
+        ``TransformError`` when the transform refuses it: both permanent.
+        """
         try:
             value = message.decode()
         except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
             raise InvalidPayloadError(
                 f"message body is not valid JSON: {exc}", queue=message.queue
             ) from exc
+        if self.transform is not None:
+            value = self.transform.transform(value)
         if self._adapter is None:
             return value
         try:
@@ -89,8 +96,9 @@ class Handler:
             ) from exc
 
     def is_permanent(self, error: BaseException) -> bool:
-        """Whether ``error`` is a declared permanent exception type, or an ``InvalidPayloadError``."""
-        return isinstance(error, (self.permanent, InvalidPayloadError))
+        """Whether ``error`` is a declared permanent exception type, an ``InvalidPayloadError``
+        or a ``TransformError``."""
+        return isinstance(error, (self.permanent, InvalidPayloadError, TransformError))
 
 
 def _describe_validation(exc: pydantic.ValidationError, model: Any) -> str:
@@ -168,6 +176,7 @@ def build_handler(
     dead_letter_queue: str | None = None,
     permanent: object = (),
     model: Any = None,
+    transform: Any = None,
     ordering: str = "block",
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
 ) -> Handler:
@@ -192,6 +201,8 @@ def build_handler(
             raise ConfigError(
                 f"handler model {model!r} is not a type pydantic can validate"
             ) from exc
+    if transform is not None and not callable(getattr(transform, "transform", None)):
+        check.fail(_OWNER, "transform", "a Transformer (an object with transform(item))", transform)
     return Handler(
         queue=queue,
         name=name,
@@ -205,5 +216,6 @@ def build_handler(
         model=model,
         ordering=check.one_of(_OWNER, "ordering", ordering, ORDERINGS),
         delivery_limit=check.count(_OWNER, "delivery_limit", delivery_limit),
+        transform=transform,
         _adapter=adapter,
     )

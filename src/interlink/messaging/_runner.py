@@ -7,8 +7,8 @@ The flow of one delivery (``_Runner._process``):
    ``"delivery_limit"``, without running the handler again;
 2. a message whose ordering key is blocked by an earlier message in retry is
    released until that retry is due (``ordering="block"``);
-3. the body is decoded and validated; an invalid one is dead-lettered at once
-   (``"permanent"``), the handler never sees it;
+3. the body is decoded, transformed and validated; one that fails any of
+   these is dead-lettered at once (``"permanent"``), the handler never sees it;
 4. with an inbox, the key ``(handler, message id)`` is claimed: ``"done"`` ->
    ack and count a duplicate; ``"busy"`` -> release with a short delay (never
    ack: the other holder may still fail); ``"claimed"`` -> go on, renewing the
@@ -37,7 +37,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from interlink.core.errors import MessagingError
+from interlink.core.errors import MessagingError, TransformError
 from interlink.messaging._broker import Consumer, Delivery
 from interlink.messaging._context import MessageContext
 from interlink.messaging._handler import Handler, InvalidPayloadError
@@ -246,7 +246,7 @@ class _Runner(Settling):
                 return
             try:
                 body = h.decode(msg)
-            except InvalidPayloadError as exc:
+            except (InvalidPayloadError, TransformError) as exc:
                 await self._dead_letter(delivery, exc, "permanent", key)
                 return
             claimed = False

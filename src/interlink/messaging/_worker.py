@@ -115,6 +115,7 @@ class Worker:
         dead_letter_queue: str | None = None,
         permanent: object = (),
         model: Any = None,
+        transform: Any = None,
         ordering: str = "block",
         delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
     ) -> Callable[[HandlerFunc], HandlerFunc]:
@@ -136,6 +137,11 @@ class Worker:
           always do, and ``Reject`` does.
         - ``model``: a pydantic model (or any type pydantic validates); the
           handler gets the validated value, never an invalid one.
+        - ``transform``: a ``Transformer`` (an ``interlink.transform.Mapping``,
+          a ``ModelTransformer``, anything with ``transform(item)``) run on the
+          decoded body before ``model`` validates it. A ``TransformError`` is
+          permanent: the message goes to the DLQ at once, its error naming the
+          field and the reason; the transformer counts its failures.
         - ``ordering`` ("block"): messages sharing a ``key=`` are handled one
           at a time in order; while one waits for a retry, "block" holds the
           key's later messages back until it is settled, "continue" lets them
@@ -159,6 +165,7 @@ class Worker:
                 dead_letter_queue=dead_letter_queue,
                 permanent=permanent,
                 model=model,
+                transform=transform,
                 ordering=ordering,
                 delivery_limit=delivery_limit,
             )
