@@ -15,6 +15,8 @@ import re
 import subprocess
 import sys
 import threading
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from typer.testing import CliRunner, Result
 
 from interlink.cli import app
 from interlink.transform import Mapping, TransformError, _cli
+from tests.transform.test_fixtures import SHOPIFY_ORDER
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHOPIFY_MAPPING = FIXTURES / "shopify_order.yaml"
@@ -71,73 +74,21 @@ def invoke(*args: str, input: str | bytes | None = None) -> Result:
     return runner.invoke(app, ["transform", *args], input=input)
 
 
-# The first output, written out by hand: datetimes as ISO 8601, decimals as strings.
-FIRST_OUTPUT = {
-    "id": "5876931231832",
-    "gid": "gid://shopify/Order/5876931231832",
-    "number": "SHOP-1001",
-    "email": "maria.garcia@example.com",
-    "placed_at": "2024-05-01T16:34:56+00:00",
-    "updated_at": "2024-05-01T16:35:02+00:00",
-    "currency": "USD",
-    "total": "199.00",
-    "subtotal": "184.00",
-    "tax": "15.00",
-    "discounts": "10.00",
-    "discount_code": "SPRING10",
-    "payment_status": "PAID",
-    "fulfillment": "UNFULFILLED",
-    "gift_message": "Happy birthday, Ana!",
-    "customer": {
-        "id": "7301234567890",
-        "name": "Maria Garcia",
-        "email": "maria.garcia@example.com",
-        "since": "2023-11-14T14:12:00+00:00",
-    },
-    "lines": [
-        {
-            "line_id": "14567890123401",
-            "sku": "TR-09-SLT",
-            "title": "Trail Runner",
-            "variant": "9 / Slate",
-            "quantity": 1,
-            "unit_price": "129.00",
-            "variant_id": "44123456789012",
-        },
-        {
-            "line_id": "14567890123402",
-            "sku": "SK-M-MER",
-            "title": "Merino Socks",
-            "variant": "M",
-            "quantity": 2,
-            "unit_price": "18.50",
-            "variant_id": "44123456789013",
-        },
-        {
-            "line_id": "14567890123403",
-            "sku": "WB-750",
-            "title": "Water Bottle",
-            "variant": "Default",
-            "quantity": 1,
-            "unit_price": "28.00",
-            "variant_id": "44123456789014",
-        },
-    ],
-    "ship_to": {
-        "name": "Maria Garcia",
-        "street": "350 Fifth Avenue, Suite 2100",
-        "city": "New York",
-        "region": "NY",
-        "postal_code": "10118",
-        "country": "US",
-    },
-    "shipping": {"amount": "0.00", "currencyCode": "USD"},
-    "attributes": [
-        {"name": "gift_message", "value": "Happy birthday, Ana!"},
-        {"name": "delivery_window", "value": "weekend"},
-    ],
-    "tags": "vip, spring-sale",
-}
+def as_json(value: Any) -> Any:
+    """The JSON form the command promises: datetimes as ISO 8601, decimals as strings."""
+    if isinstance(value, dict):
+        return {key: as_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [as_json(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+# The first output: the fixture test's expected order, as JSON, numbered by batch().
+FIRST_OUTPUT = {**as_json(SHOPIFY_ORDER), "number": "SHOP-1001"}
 
 GOOD_NUMBERS = [f"SHOP-{1000 + n}" for n in (1, 2, 4, 5, 6, 8, 9, 10)]
 

@@ -29,7 +29,6 @@ must be steps with options checked when the mapping loads.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 import unicodedata
@@ -38,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from interlink.core.errors import ConfigError
-from interlink.transform._convert import Step, _options
+from interlink.transform._convert import Step, _options, make_step
 from interlink.transform._errors import Invalid
 
 __all__ = ["CLEANERS", "KEY_CASES", "STR_METHODS", "make_cleaner"]
@@ -199,16 +198,7 @@ def make_cleaner(name: str, options: dict[str, Any] | None = None) -> Step:
     >>> make_cleaner("max_length", {"value": 3})("abcdef")
     'abc'
     """
-    factory = CLEANERS.get(name) if isinstance(name, str) else None
-    if factory is None:
-        close = difflib.get_close_matches(str(name), CLEANERS, n=1)
-        hint = (
-            f"did you mean {close[0]!r}?"
-            if close
-            else f"expected one of: {', '.join(sorted(CLEANERS))}"
-        )
-        raise ConfigError(f"unknown cleaner {name!r} ({hint})")
-    return factory(options if options is not None else {})
+    return make_step("cleaner", CLEANERS, name, options)
 
 
 # --- key case ---------------------------------------------------------------------------------

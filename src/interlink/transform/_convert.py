@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from interlink.core.errors import ConfigError
 from interlink.transform._errors import Invalid
 
-__all__ = ["CONVERTERS", "PASSTHROUGH", "Step", "make_converter"]
+__all__ = ["CONVERTERS", "PASSTHROUGH", "Step", "make_converter", "make_step"]
 
 Step = Callable[[Any], Any]
 """One value in, one value out; raises ``Invalid(reason, value)`` on a bad value, nothing else."""
@@ -274,12 +274,19 @@ def _to_int(value: Any) -> int:
     return _int_slow(value)
 
 
-def _make_int(options: dict[str, Any]) -> Step:
-    found = _options("int", options, ("min", "max"))
-    low = _whole_option("int", "min", found["min"]) if "min" in found else None
-    high = _whole_option("int", "max", found["max"]) if "max" in found else None
-    _check_range("int", low, high)
-    return _bounded(_to_int, low, high)
+def _ranged(
+    name: str, step: Step, option: Callable[[str, str, object], Any]
+) -> Callable[[dict[str, Any]], Step]:
+    """The factory of a number converter whose options are ``min`` and ``max``."""
+
+    def factory(options: dict[str, Any]) -> Step:
+        found = _options(name, options, ("min", "max"))
+        low = option(name, "min", found["min"]) if "min" in found else None
+        high = option(name, "max", found["max"]) if "max" in found else None
+        _check_range(name, low, high)
+        return _bounded(step, low, high)
+
+    return factory
 
 
 # --- float ------------------------------------------------------------------------------------
@@ -323,14 +330,6 @@ def _to_float(value: Any) -> float:
     if type(value) is float and value - value == 0.0:  # finite: inf - inf and nan are nan
         return value
     return _float_slow(value)
-
-
-def _make_float(options: dict[str, Any]) -> Step:
-    found = _options("float", options, ("min", "max"))
-    low = _number_option("float", "min", found["min"]) if "min" in found else None
-    high = _number_option("float", "max", found["max"]) if "max" in found else None
-    _check_range("float", low, high)
-    return _bounded(_to_float, low, high)
 
 
 # --- decimal ----------------------------------------------------------------------------------
@@ -628,8 +627,8 @@ def _plain_number(value: int | float | Decimal) -> int | float | Decimal:
 
 CONVERTERS: dict[str, Callable[[dict[str, Any]], Step]] = {
     "str": _make_str,
-    "int": _make_int,
-    "float": _make_float,
+    "int": _ranged("int", _to_int, _whole_option),
+    "float": _ranged("float", _to_float, _number_option),
     "decimal": _make_decimal,
     "bool": _make_bool,
     "datetime": _make_datetime,
@@ -643,15 +642,25 @@ def make_converter(name: str, options: dict[str, Any] | None = None) -> Step:
     >>> make_converter("int", {"min": 0})("42")
     42
     """
-    factory = CONVERTERS.get(name) if isinstance(name, str) else None
+    return make_step("converter", CONVERTERS, name, options)
+
+
+def make_step(
+    kind: str,
+    registry: dict[str, Callable[[dict[str, Any]], Step]],
+    name: str,
+    options: dict[str, Any] | None,
+) -> Step:
+    """The step ``name`` of ``registry`` (converters or cleaners) built with ``options``."""
+    factory = registry.get(name) if isinstance(name, str) else None
     if factory is None:
-        close = difflib.get_close_matches(str(name), CONVERTERS, n=1)
+        close = difflib.get_close_matches(str(name), registry, n=1)
         hint = (
             f"did you mean {close[0]!r}?"
             if close
-            else f"expected one of: {', '.join(sorted(CONVERTERS))}"
+            else f"expected one of: {', '.join(sorted(registry))}"
         )
-        raise ConfigError(f"unknown converter {name!r} ({hint})")
+        raise ConfigError(f"unknown {kind} {name!r} ({hint})")
     return factory(options if options is not None else {})
 
 
