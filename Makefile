@@ -11,11 +11,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,service]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/interlink demo
+	$(BIN)/interlink demo --duration 40
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

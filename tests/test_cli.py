@@ -15,7 +15,7 @@ def test_version_prints_the_installed_version() -> None:
 
 
 def test_demo_runs_the_four_acts_and_points_to_what_next() -> None:
-    result = runner.invoke(app, ["demo", "--pace", "0", "--open-for", "0.2"])
+    result = runner.invoke(app, ["demo-resilience", "--pace", "0", "--open-for", "0.2"])
     assert result.exit_code == 0, result.output
     assert "breaker went closed -> open -> half_open -> closed" in result.stdout
     assert "8 by the bulkhead" in result.stdout
@@ -23,7 +23,7 @@ def test_demo_runs_the_four_acts_and_points_to_what_next() -> None:
 
 
 def test_demo_refuses_a_negative_pace_with_a_clear_error() -> None:
-    result = runner.invoke(app, ["demo", "--pace", "-1"])
+    result = runner.invoke(app, ["demo-resilience", "--pace", "-1"])
     assert result.exit_code == 2
     assert "pace" in result.output
 

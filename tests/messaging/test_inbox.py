@@ -316,3 +316,15 @@ async def test_opening_twice_is_harmless_and_a_storage_error_rolls_back(
     with pytest.raises(sqlite3.OperationalError, match="no such table"):
         await inbox.claim("h", "m1", lease=30)
     await inbox.close()
+
+
+async def test_ping_answers_the_round_trip_and_fails_once_closed(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    memory = MemoryInbox(clock=clock)
+    assert await memory.ping() == 0.0
+    sqlite = SqliteInbox(tmp_path / "app.db", clock=clock)
+    assert await sqlite.ping() >= 0.0  # opens the file on first use
+    await sqlite.close()
+    with pytest.raises(MessagingError, match="closed"):
+        await sqlite.ping()

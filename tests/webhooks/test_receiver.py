@@ -14,7 +14,13 @@ import pytest
 from interlink.core.errors import ConfigError, PublishError
 from interlink.messaging import Broker, Delivery, MemoryBroker
 from interlink.testing import FakeClock
-from interlink.webhooks import ReceiptLog, WebhookReceiver, WebhookSource
+from interlink.webhooks import (
+    RECENT_WEBHOOKS,
+    ReceiptLog,
+    RecentWebhook,
+    WebhookReceiver,
+    WebhookSource,
+)
 from tests.webhooks.signing import OTHER_KEY, OTHER_SECRET, SECRET, standard_headers
 
 NOW = 1_800_000_000
@@ -565,3 +571,30 @@ async def test_a_url_signing_scheme_rebuilds_the_url_from_the_server_without_a_h
         scope["root_path"] = "/hooks"  # mounted, with the path relative to the mount
         sent = await call_asgi(receiver, scope, [urlencode(params).encode()])
     assert sent[0]["status"] == 200  # https://hooks.test:443/hooks/sms, tried without :443
+
+
+async def test_recent_keeps_the_latest_requests_with_their_outcome_newest_last(
+    clock: FakeClock, broker: MemoryBroker
+) -> None:
+    small = source(max_body=len(BODY))
+    async with WebhookReceiver([small], broker=broker, clock=clock) as receiver:
+        transport = httpx.ASGITransport(app=receiver)
+        async with httpx.AsyncClient(transport=transport, base_url="http://h") as http:
+            accepted = (await post(http)).json()["receipt_id"]
+            await post(http)  # the same again: a duplicate
+            await post(http, "msg_2", **{"webhook-signature": "v1,AAAA"})
+            await post(http, "msg_3", body=BODY + b" ")  # larger than max_body
+            broker.refuse_publishes("billing.events")
+            await post(http, "msg_4")
+        stats = receiver.stats["billing"]
+    assert list(stats.recent) == [
+        RecentWebhook(NOW, "accepted", "msg_1", accepted),
+        RecentWebhook(NOW, "duplicate", "msg_1", accepted),
+        RecentWebhook(NOW, "rejected", reason="no_matching_signature"),
+        RecentWebhook(NOW, "too_large"),
+        RecentWebhook(NOW, "unavailable", "msg_4"),
+    ]
+    for n in range(RECENT_WEBHOOKS):
+        stats.recent.append(RecentWebhook(NOW + n, "accepted"))
+    assert len(stats.recent) == RECENT_WEBHOOKS
+    assert stats.recent[-1].at == NOW + RECENT_WEBHOOKS - 1

@@ -163,6 +163,10 @@ class MemoryInbox:
         if entry is not None and entry.state == "claimed":
             del self._entries[(handler, message_id)]
 
+    async def ping(self) -> float:
+        """``0.0``: an inbox in this process always answers (for health checks)."""
+        return 0.0
+
     async def close(self) -> None:
         """Nothing to release; kept for the protocol."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -247,6 +248,16 @@ class SqliteInbox:
             )
 
         await self._run(run)
+
+    async def ping(self) -> float:
+        """Seconds for a statement to go through the inbox's thread and back (health checks).
+
+        Opens the file on first use; raises ``MessagingError`` once closed and
+        ``ConfigError`` when the file cannot be opened.
+        """
+        started = time.perf_counter()
+        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+        return time.perf_counter() - started
 
     async def close(self) -> None:
         """Close the connection and stop the thread (idempotent)."""

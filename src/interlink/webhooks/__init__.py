@@ -12,7 +12,12 @@ from interlink.core.errors import SignatureError, WebhookError
 from interlink.webhooks import schemes as _schemes
 from interlink.webhooks._receipts import ReceiptLog
 from interlink.webhooks._received import ReceivedWebhook, webhook_handler
-from interlink.webhooks._receiver import SourceStats, WebhookReceiver
+from interlink.webhooks._receiver import (
+    RECENT_WEBHOOKS,
+    RecentWebhook,
+    SourceStats,
+    WebhookReceiver,
+)
 from interlink.webhooks._scheme import (
     REASONS,
     SCHEMES,
@@ -33,10 +38,12 @@ __all__ = [
     "DEFAULT_FORWARDED_HEADERS",
     "DEFAULT_MAX_BODY",
     "REASONS",
+    "RECENT_WEBHOOKS",
     "SCHEMES",
     "Handshake",
     "ReceiptLog",
     "ReceivedWebhook",
+    "RecentWebhook",
     "Scheme",
     "SignatureError",
     "SourceStats",

@@ -23,9 +23,10 @@ import contextlib
 import itertools
 import json
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from interlink.core.clock import SYSTEM_CLOCK, Clock
 from interlink.core.errors import ConfigError, SignatureError
@@ -35,7 +36,7 @@ from interlink.webhooks._receipts import ReceiptLog
 from interlink.webhooks._received import HEADER_WEBHOOK, receipt_header
 from interlink.webhooks._source import WebhookSource
 
-__all__ = ["SourceStats", "WebhookReceiver"]
+__all__ = ["RECENT_WEBHOOKS", "RecentWebhook", "SourceStats", "WebhookReceiver"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -55,6 +56,32 @@ _TITLES: Final = {
 }
 
 
+RECENT_WEBHOOKS: Final = 50
+"""How many of a source's latest requests ``SourceStats.recent`` keeps."""
+
+
+class RecentWebhook(NamedTuple):
+    """One of a source's latest requests, as ``SourceStats.recent`` keeps it.
+
+    ``outcome`` is ``"accepted"`` (stored: ``receipt`` is its receipt),
+    ``"duplicate"`` (a repeat, answered with the first ``receipt``),
+    ``"rejected"`` (``reason`` is the ``SignatureError.reason``),
+    ``"too_large"`` or ``"unavailable"`` (not stored, answered 503).
+    ``webhook_id`` is the provider's id once the signature was verified.
+    """
+
+    at: float
+    """Wall time (unix seconds) it was received."""
+    outcome: str
+    webhook_id: str | None = None
+    receipt: str | None = None
+    reason: str | None = None
+
+
+def _recent() -> deque[RecentWebhook]:
+    return deque(maxlen=RECENT_WEBHOOKS)
+
+
 @dataclass(slots=True)
 class SourceStats:
     """What one source received since the receiver started (for health and the admin API)."""
@@ -70,6 +97,8 @@ class SourceStats:
     """Wall time (unix seconds) of the last request, whatever its outcome."""
     last_accepted_at: float | None = None
     """Wall time of the last webhook stored."""
+    recent: deque[RecentWebhook] = field(default_factory=_recent)
+    """The latest ``RECENT_WEBHOOKS`` requests verified or refused, newest last."""
 
 
 class WebhookReceiver:
@@ -235,6 +264,7 @@ class WebhookReceiver:
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > source.max_body:
             stats.too_large += 1
+            stats.recent.append(RecentWebhook(received_at, "too_large"))
             await _respond(send, *_too_large(source))
             return
         read = await _read_body(receive, source.max_body)
@@ -243,6 +273,7 @@ class WebhookReceiver:
         body = read
         if body is _TOO_LARGE:
             stats.too_large += 1
+            stats.recent.append(RecentWebhook(received_at, "too_large"))
             await _respond(send, *_too_large(source))
             return
         verifier = source.verifier
@@ -251,6 +282,7 @@ class WebhookReceiver:
             webhook = verifier.check(headers, body, url, received_at)
         except SignatureError as exc:
             stats.rejected[exc.reason] = stats.rejected.get(exc.reason, 0) + 1
+            stats.recent.append(RecentWebhook(received_at, "rejected", reason=exc.reason))
             _log.warning(
                 "webhook rejected: source=%s reason=%s detail=%s", source.name, exc.reason, exc
             )
@@ -270,6 +302,7 @@ class WebhookReceiver:
             receipt = await receipts.claim(key)  # another copy is being stored: wait for it
         if receipt is not None:
             stats.duplicates += 1
+            stats.recent.append(RecentWebhook(received_at, "duplicate", webhook.id, receipt))
             await _respond(send, 200, _JSON, _receipt_body(receipt, True))
             return
         receipt = f"{self._receipt_prefix}{next(self._receipt_seq):010x}"
@@ -283,6 +316,7 @@ class WebhookReceiver:
         except Exception as exc:
             receipts.done(key, None)
             stats.unavailable += 1
+            stats.recent.append(RecentWebhook(received_at, "unavailable", webhook.id))
             _log.error(
                 "webhook not stored, answering 503: source=%s id=%s error=%s: %s",
                 source.name,
@@ -300,6 +334,7 @@ class WebhookReceiver:
         receipts.done(key, receipt)
         stats.accepted += 1
         stats.last_accepted_at = received_at
+        stats.recent.append(RecentWebhook(received_at, "accepted", webhook.id, receipt))
         await _respond(send, 200, _JSON, _receipt_body(receipt, False))
 
     def _url(self, scope: Scope, headers: dict[str, str], source: WebhookSource) -> str:

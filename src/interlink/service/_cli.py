@@ -1,0 +1,72 @@
+"""``interlink serve`` and ``interlink worker``: run a config file.
+
+Both check the whole file first (the same checks as ``interlink
+check-config``): a file with mistakes exits 2 listing every one, before
+anything starts. ``serve`` runs the HTTP side and every queue's workers in
+one process; ``worker`` runs workers alone (``--queue`` to pick some), so
+receiving and processing scale apart. SIGTERM or Ctrl-C stops gracefully
+and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import typer
+
+from interlink.core.errors import ConfigError
+
+__all__ = ["serve_command", "worker_command"]
+
+_CONFIG = typer.Option(
+    Path("interlink.yaml"), "--config", "-c", help="The service's config file (YAML)."
+)
+_LOG_LEVEL = typer.Option("info", "--log-level", help="debug, info, warning or error.")
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _run(config: Path, log_level: str, *, http: bool, queues: list[str] | None) -> None:
+    from interlink.service._cli_config import report_issues
+    from interlink.service._load import ConfigFileError, check_config
+    from interlink.service._runtime import Service
+
+    try:
+        loaded = check_config(config)
+        service = Service(loaded, http=http, queues=queues)
+    except ConfigFileError as exc:
+        raise report_issues(exc, config) from None
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    _logging(log_level)
+    try:
+        asyncio.run(service.run())
+    except ConfigError as exc:  # e.g. the listen address is taken
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def serve_command(config: Path = _CONFIG, log_level: str = _LOG_LEVEL) -> None:
+    """Run the service: webhooks in, health, admin, and every queue's workers."""
+    _run(config, log_level, http=True, queues=None)
+
+
+def worker_command(
+    config: Path = _CONFIG,
+    queue: list[str] | None = typer.Option(  # noqa: B008 - typer's way
+        None, "--queue", "-q", help="Only this queue (repeat for several); default all."
+    ),
+    log_level: str = _LOG_LEVEL,
+) -> None:
+    """Run the queues' workers alone (no HTTP side)."""
+    _run(config, log_level, http=False, queues=queue or None)

@@ -1,0 +1,244 @@
+"""``Service``: one checked config file, running: broker, clients, webhooks in, workers, HTTP.
+
+``interlink serve`` runs the HTTP side (webhook sources, health, admin) and
+the workers in one process; ``interlink worker`` runs workers alone, so that
+receiving and processing scale apart. Several processes on the same SQLite
+file or the same RabbitMQ cooperate: the broker hands each message to one.
+
+Start order is the order of dependence (broker, clients, receiver, workers,
+then the listening socket), and stop order the reverse, so that nothing is
+accepted that cannot be stored and nothing stored is left half handled: on
+SIGTERM the socket stops accepting and open requests finish, then the
+workers stop fetching and give in-flight messages ``shutdown_timeout`` to
+finish (what is left goes back to the broker, not counted as an attempt),
+then connections close and the process exits 0.
+
+uvicorn serves the HTTP side; its own signal handling is turned off, because
+the service's shutdown has more to do than the server's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from collections.abc import Generator, Sequence
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Mount
+
+from interlink.client import ApiClient
+from interlink.core.errors import ConfigError
+from interlink.messaging import Broker, Worker, open_broker
+from interlink.service._build import build_client, build_queue, build_sources
+from interlink.service._config import ServiceConfig
+from interlink.service._load import LoadedConfig
+from interlink.webhooks import WebhookReceiver, WebhookSource
+
+__all__ = ["Service"]
+
+_log = logging.getLogger("interlink.service")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: ``Service.run`` owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class Service:
+    """Everything one config file describes, started and stopped as one.
+
+    ``http``: serve the HTTP side (webhooks, health, admin); ``workers``: run
+    the queues' handlers (only ``queues`` when given). Use ``async with
+    Service(load_config(path)) as service:`` or ``await service.run()``, which
+    returns after SIGTERM or SIGINT once everything has stopped.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        http: bool = True,
+        workers: bool = True,
+        queues: Sequence[str] | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.config: ServiceConfig = loaded.config
+        if queues is not None:
+            unknown = sorted(set(queues) - set(self.config.queues))
+            if unknown:
+                known = ", ".join(sorted(self.config.queues)) or "none"
+                raise ConfigError(
+                    f"no queue named {', '.join(unknown)} in the config (queues: {known})"
+                )
+        self.http = http
+        self.run_workers = workers
+        self.queues = list(self.config.queues if queues is None else queues)
+        self.clients: dict[str, ApiClient] = {}
+        self.sources: list[WebhookSource] = build_sources(self.config) if http else []
+        self.receiver: WebhookReceiver | None = None
+        self.worker: Worker | None = None
+        self._broker: Broker | None = None
+        self._server: _Server | None = None
+        self._serving: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
+        self.started_at: float = 0.0
+        self.url = ""
+        self.app: Starlette | None = None
+        """The whole HTTP side as an ASGI app (built by ``start``)."""
+        self._started = False
+        self._stopped = asyncio.Event()
+
+    @property
+    def broker(self) -> Broker:
+        """The broker (opened by ``start``)."""
+        if self._broker is None:
+            raise RuntimeError("the service is not started")
+        return self._broker
+
+    # -- the HTTP side -------------------------------------------------------------------
+    def _build_app(self) -> Starlette:
+        from interlink.service._admin import admin_app, http_problem
+        from interlink.service._health import health_routes
+        from interlink.service._metrics import metrics_route
+
+        routes: list[BaseRoute] = [*health_routes(self), metrics_route(self)]
+        if self.receiver is not None:
+            routes += self.receiver.routes()
+        routes.append(Mount("/admin", app=admin_app(self)))
+        # Every error the service itself answers (404, 405) is problem+json, as the admin API's.
+        return Starlette(routes=routes, exception_handlers={HTTPException: http_problem})
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open everything in order of dependence; on any failure, close what was opened."""
+        if self._started:
+            return
+        self._started = True
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        config = self.config
+        self._broker = await open_broker(config.broker.url)
+        for name, client_config in config.clients.items():
+            client = build_client(name, client_config)
+            await client.__aenter__()
+            self.clients[name] = client
+        if self.sources:
+            self.receiver = WebhookReceiver(self.sources, broker=self._broker)
+            await self.receiver.start()
+        if self.run_workers and self.queues:
+            self.worker = Worker(
+                self._broker,
+                inbox=config.storage.url,
+                graceful_timeout=config.service.shutdown_timeout,
+                name=config.service.name,
+            )
+            for name in self.queues:
+                setup = build_queue(
+                    name,
+                    config.queues[name],
+                    base_dir=self.loaded.base_dir,
+                    clients=self.clients,
+                )
+                self.worker.add_handler(setup.queue, setup.func, **setup.options)
+            await self.worker.start()
+        if self.http:
+            self.app = self._build_app()
+            await self._listen()
+        self.started_at = time.time()
+        _log.info(
+            "service %s started%s", config.service.name, f" on {self.url}" if self.url else ""
+        )
+
+    async def _listen(self) -> None:
+        section = self.config.service
+        family = socket.AF_INET6 if ":" in section.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((section.host, section.port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"service.listen: cannot listen on {section.listen}: {exc}") from None
+        sock.listen(2048)
+        sock.setblocking(False)
+        self._socket = sock
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if family == socket.AF_INET6 else host
+        self.url = f"http://{shown}:{port}"
+        assert self.app is not None
+        server = _Server(
+            uvicorn.Config(
+                self.app,
+                lifespan="off",
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=max(1, int(section.shutdown_timeout)),
+            )
+        )
+        self._server = server
+        self._serving = asyncio.create_task(server.serve(sockets=[sock]), name="interlink-http")
+        while not server.started:
+            if self._serving.done():
+                self._serving.result()  # raises what stopped it
+                raise RuntimeError("the HTTP server stopped while starting")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        """Stop accepting, drain, close; safe to call twice and after a failed start."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._serving is not None:
+            with contextlib.suppress(Exception):
+                await self._serving
+        if self._socket is not None:
+            self._socket.close()
+        if self.worker is not None:
+            await self.worker.stop()
+        if self.receiver is not None and self._broker is not None:
+            with contextlib.suppress(Exception):
+                await self.receiver.close()
+        for client in self.clients.values():
+            with contextlib.suppress(Exception):
+                await client.__aexit__(None, None, None)
+        if self._broker is not None:
+            await self._broker.close()
+        _log.info("service %s stopped", self.config.service.name)
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM or SIGINT, then stop gracefully."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await self.start()
+            await stop.wait()
+            _log.info("service %s: stopping", self.config.service.name)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    async def __aenter__(self) -> Service:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
