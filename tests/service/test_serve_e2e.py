@@ -29,7 +29,7 @@ from tests.webhooks.signing import SECRET, standard_headers
 
 SCRIPT = Path(sys.executable).parent / "interlink"
 TOKEN = "e2e-admin-token"
-STARTED = re.compile(r"started on (http://\S+)")
+STARTED = re.compile(r"service \S+ started(?: on (http://\S+))?")
 
 MAPPING = """
 name: payments
@@ -80,8 +80,9 @@ queues:
 class ServeProcess:
     """`interlink serve -c path` in its own process; its log kept for failure messages."""
 
-    def __init__(self, config: Path, upstream: str) -> None:
+    def __init__(self, config: Path, upstream: str, command: str = "serve") -> None:
         self.config = config
+        self.command = command
         self.env = {
             **os.environ,
             "E2E_ADMIN_TOKEN": TOKEN,
@@ -96,7 +97,7 @@ class ServeProcess:
     async def start(self, within: float = 30.0) -> str:
         self.process = await asyncio.create_subprocess_exec(
             str(SCRIPT),
-            "serve",
+            self.command,
             "-c",
             str(self.config),
             env=self.env,
@@ -119,7 +120,7 @@ class ServeProcess:
             self.log.append(line)
             match = STARTED.search(line)
             if match and not found.done():
-                found.set_result(match[1])
+                found.set_result(match[1] or "")
         if not found.done():
             found.set_exception(AssertionError(f"the service exited: {self.text}"))
 
@@ -331,3 +332,33 @@ async def test_sigterm_drains_and_a_restart_loses_nothing(
             await second.kill()
     finally:
         await first.kill()
+
+
+async def test_serve_and_a_separate_worker_share_one_sqlite_file(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    """`interlink worker` beside `interlink serve` on one file: together, each payment goes out once."""
+    ids: list[str] = []
+
+    def slow(received: Received) -> Reply:
+        ids.append(received.json()["id"])
+        return Reply(201, delay=0.05)
+
+    upstream.route("POST", "/payments").reply(slow)
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'interlink.db'}", "payments")
+    server = ServeProcess(config, upstream.url)
+    worker = ServeProcess(config, upstream.url, command="worker")
+    count = 40
+    try:
+        url = await server.start()
+        await worker.start()  # a worker has no HTTP side: it says it started, without a URL
+        async with aiohttp.ClientSession() as session:
+            for n in range(count):
+                assert await send(session, url, n, event(n)) == 200
+        await until(lambda: len(ids) >= count, 60, "all forwarded")
+        assert sorted(ids) == sorted(f"pay_p{n}" for n in range(count))  # each once
+        assert await worker.terminate() == 0, worker.text
+        assert await server.terminate() == 0, server.text
+    finally:
+        await worker.kill()
+        await server.kill()
