@@ -32,24 +32,6 @@ PROBLEM = "application/problem+json"
 REFUSED = "tests.service.ops_support.Refused"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_handler() -> None:
-    HANDLED.clear()
-    HEALED.clear()
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def service(tmp_path: Path, upstream: FakeUpstream) -> AsyncIterator[Service]:
-    async with Service(load_config(write_config(tmp_path, upstream.url))) as running:
-        yield running
-
-
 @pytest.fixture
 async def http(service: Service) -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(base_url=service.url, headers=admin()) as session:

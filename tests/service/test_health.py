@@ -28,27 +28,9 @@ from interlink.service._health import READY_CACHE_SECONDS, configured_queues, he
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
 from interlink.testing import FakeClock, FakeUpstream
-from tests.service.ops_support import HANDLED, HEALED, eventually, post_webhook, write_config
+from tests.service.ops_support import HANDLED, eventually, post_webhook, write_config
 
 HEALTH_JSON = "application/health+json"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_handler() -> None:
-    HANDLED.clear()
-    HEALED.clear()
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def service(tmp_path: Path, upstream: FakeUpstream) -> AsyncIterator[Service]:
-    async with Service(load_config(write_config(tmp_path, upstream.url))) as running:
-        yield running
 
 
 @pytest.fixture

@@ -15,12 +15,11 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from interlink.testing import FakeUpstream, Received, Reply
 from tests.messaging.harness_amqp import CuttableProxy, delete_queues, rabbitmqctl
@@ -180,12 +179,6 @@ async def send(session: aiohttp.ClientSession, url: str, n: int, body: bytes) ->
 
 def admin(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as fake:
-        yield fake
 
 
 async def the_flow(tmp_path: Path, upstream: FakeUpstream, broker_url: str, queue: str) -> None:

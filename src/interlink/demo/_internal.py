@@ -11,17 +11,18 @@ from typing import Any
 
 from aiohttp import web
 
+from interlink.demo._local import LocalServer
+
 __all__ = ["InternalService"]
 
 
-class InternalService:
+class InternalService(LocalServer):
     """``POST /payments``, kept in ``payments`` by idempotency key; ``requests`` counts posts."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.payments: dict[str, dict[str, Any]] = {}
         self.requests = 0
-        self.url = ""
-        self._runner: web.AppRunner | None = None
 
     async def _store(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -33,20 +34,5 @@ class InternalService:
         self.payments[key] = await request.json()
         return web.json_response({"stored": key, "duplicate": False}, status=201)
 
-    async def start(self) -> str:
-        """Start on 127.0.0.1 and a free port; return the URL."""
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/payments", self._store)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self.url
-
-    async def stop(self) -> None:
-        """Stop (idempotent)."""
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()

@@ -29,6 +29,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from interlink.demo._local import LocalServer
+
 __all__ = ["OutagePlan", "PaymentProvider"]
 
 _CURRENCIES = ("eur", "usd", "gbp")
@@ -72,7 +74,7 @@ class SenderStats:
     """Posts that got no answer (the service was not reachable)."""
 
 
-class PaymentProvider:
+class PaymentProvider(LocalServer):
     """A simulated payment provider (see the module): ``start``, ``send_webhooks``, ``stop``.
 
     ``secret``: the ``whsec_`` signing secret shared with the service; ``token``:
@@ -82,12 +84,12 @@ class PaymentProvider:
     def __init__(
         self, *, secret: str, token: str, rate: float, outage: OutagePlan, seed: int = 7
     ) -> None:
+        super().__init__()
         self._key = base64.b64decode(secret.removeprefix("whsec_"))
         self._wrong_key = hashlib.sha256(self._key).digest()
         self.token = token
         self.rate = rate
         self.outage = outage
-        self.url = ""
         self.sender = SenderStats()
         self.api: Counter[str] = Counter()
         """API answers by kind: ok, error (503), rate_limited (429), slow, outage, ..."""
@@ -95,7 +97,6 @@ class PaymentProvider:
         self._payments: dict[str, dict[str, Any]] = {}
         self._random = random.Random(seed)
         self._started_at = time.monotonic()
-        self._runner: web.AppRunner | None = None
 
     # -- the API ---------------------------------------------------------------------------
     @property
@@ -137,24 +138,14 @@ class PaymentProvider:
         risk = ("low", "low", "low", "medium", "high")[count % 5]
         return web.json_response({"id": payment["id"], "fee": fee, "risk": risk})
 
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/v1/payments/{payment_id}", self._payment)
+
     async def start(self) -> str:
         """Start the API on 127.0.0.1 and a free port; return its URL."""
-        app = web.Application()
-        app.router.add_get("/v1/payments/{payment_id}", self._payment)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        url = await super().start()
         self._started_at = time.monotonic()
-        return self.url
-
-    async def stop(self) -> None:
-        """Stop the API (idempotent)."""
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+        return url
 
     # -- the webhooks ------------------------------------------------------------------------
     def _event(self, number: int) -> tuple[str, bytes, bool]:

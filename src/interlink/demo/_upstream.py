@@ -12,12 +12,14 @@ from typing import Literal
 
 from aiohttp import web
 
+from interlink.demo._local import LocalServer
+
 __all__ = ["DemoUpstream", "Mode"]
 
 Mode = Literal["healthy", "flaky", "down", "slow"]
 
 
-class DemoUpstream:
+class DemoUpstream(LocalServer):
     """``GET /orders/{id}`` answering according to ``mode``.
 
     ``flaky`` fails every ``fail_every``-th request with a 503 (deterministic,
@@ -26,12 +28,11 @@ class DemoUpstream:
     """
 
     def __init__(self, *, fail_every: int = 4, latency: float = 0.3) -> None:
+        super().__init__()
         self.mode: Mode = "healthy"
         self.fail_every = fail_every
         self.latency = latency
         self.requests = 0
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
     async def _order(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -41,18 +42,5 @@ class DemoUpstream:
             await asyncio.sleep(self.latency)
         return web.json_response({"id": request.match_info["order_id"], "status": "paid"})
 
-    async def start(self) -> str:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/orders/{order_id}", self._order)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self.url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
