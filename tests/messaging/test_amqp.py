@@ -481,6 +481,30 @@ async def test_a_release_that_cannot_be_published_falls_back_to_a_nack(
         await again.ack()
 
 
+async def test_a_release_that_falls_back_to_a_nack_keeps_its_delay_until_a_cancel(
+    amqp: AmqpHarness,
+) -> None:
+    """A nack at once would bring it straight back (a hot loop); a cancel gives it back now."""
+    q = amqp.queue()
+    message_id = await amqp.broker.publish(q, b"x")
+    consumer = amqp.broker.consume(q)
+    deliveries = aiter(consumer)
+    delivery = await asyncio.wait_for(anext(deliveries), 5)
+    await amqp.refuse_publishes(q)
+    released = time.monotonic()
+    await delivery.release(0.3)  # returns at once; the nack waits
+    again = await asyncio.wait_for(anext(deliveries), 5)
+    assert time.monotonic() - released >= 0.3 - 0.01
+    assert (again.message.id, again.message.attempt) == (message_id, 1)
+    await again.release(3600.0)
+    await consumer.cancel()  # does not wait for the hour: the message is back at once
+    await until(lambda: _ready_is(amqp, q, 1), within=5)
+
+
+async def _ready_is(amqp: AmqpHarness, queue: str, expected: int) -> bool:
+    return (await amqp.broker.stats(queue)).ready == expected
+
+
 async def test_a_retry_longer_than_the_top_level_carries_its_due_time(amqp: AmqpHarness) -> None:
     broker = broker_of(amqp)
     q = amqp.queue()

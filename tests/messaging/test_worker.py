@@ -8,6 +8,7 @@ invalid payloads), 10 (replay, twice), 11 (no hot loop), 21 (trace headers).
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 from typing import Any
@@ -166,15 +167,15 @@ async def test_a_refused_dead_letter_is_not_an_ack(harness: Harness, workers: Wo
     await harness.refuse_publishes(dlq)
     worker = workers()
     record = Recorder(harness, fail_until=99)
-    worker.add_handler(
-        q, record, name="h", max_attempts=1, dead_letter_queue=dlq, retry=[scaled(harness, 1, 0.1)]
-    )
+    delay = scaled(harness, 1, 0.1)
+    worker.add_handler(q, record, name="h", max_attempts=1, dead_letter_queue=dlq, retry=[delay])
     await worker.start()
     await harness.broker.publish(q, {"n": 1})
     await harness.run_until(
         lambda: worker.stats()[(q, "h")].failed_to_settle >= 2, within=scaled(harness, 10, 5)
     )
     assert len(record.calls) >= 2  # it came back, not lost
+    assert min(_gaps(record)) >= delay - 0.01  # after the delay its retry would have had
     await worker.stop()
     await harness.run_until(lambda: _depth_is(harness, q, 1), within=scaled(harness, 5, 5))
     assert await harness.broker.dead_letters.count() == 0
@@ -186,7 +187,8 @@ async def test_a_refused_retry_is_not_an_ack(harness: Harness, workers: Workers)
     q = harness.queue()
     worker = workers()
     record = Recorder(harness, fail_until=99)
-    worker.add_handler(q, record, name="h", retry=[scaled(harness, 1, 0.1)])
+    delay = scaled(harness, 1, 0.1)
+    worker.add_handler(q, record, name="h", retry=[delay])
     await harness.broker.publish(q, {"n": 1})
     await harness.refuse_publishes(q)  # the retry, a write into q, will be refused
     await worker.start()
@@ -195,6 +197,10 @@ async def test_a_refused_retry_is_not_an_ack(harness: Harness, workers: Workers)
     )
     await harness.run_until(lambda: len(record.calls) >= 2, within=scaled(harness, 10, 5))
     assert {c.attempt for c in record.calls[1:]} == {1}  # given back, not counted
+    # ... and back after the retry's delay, even where the give back itself is refused
+    # (RabbitMQ: a nack, not a republish): no hot loop, which on RabbitMQ before 4.3
+    # would burn the queue's delivery limit and have RabbitMQ dead-letter it.
+    assert min(_gaps(record)) >= delay - 0.01
     await worker.stop()
     await harness.run_until(lambda: _depth_is(harness, q, 1), within=scaled(harness, 5, 5))
     assert worker.stats()[(q, "h")].acked == 0
@@ -202,6 +208,11 @@ async def test_a_refused_retry_is_not_an_ack(harness: Harness, workers: Workers)
 
 async def _depth_is(harness: Harness, queue: str, expected: int) -> bool:
     return await depth(harness, queue) == expected
+
+
+def _gaps(record: Recorder) -> list[float]:
+    """Seconds between one call and the next."""
+    return [b.at - a.at for a, b in itertools.pairwise(record.calls)]
 
 
 class Order(pydantic.BaseModel):

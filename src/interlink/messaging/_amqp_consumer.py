@@ -18,9 +18,17 @@ publishes the message unchanged (to a delay queue for ``delay > 0``) and
 acks; ``release(0)`` is a ``basic.nack`` with requeue on RabbitMQ 4.3+, where
 a nack no longer counts against ``x-delivery-limit`` (rabbitmq-server
 PR#15387), and a republish before that, so a release never burns the limit.
-If that publish fails, the release falls back to the nack. ``cancel()``
-nacks (requeue) what was fetched but not handed out; on RabbitMQ before 4.3
-each such nack counts as a delivery for the delivery limit.
+If that publish fails (RabbitMQ refuses writes to the queue), the release
+falls back to the nack, sent once ``delay`` is over: until then the delivery
+stays unacked on its channel (``cancel()`` and ``close()`` give it back at
+once). A nack at once would bring it straight back, and a refused retry would
+then turn into a hot loop that, before 4.3, burns the queue's delivery limit
+in milliseconds and has RabbitMQ dead-letter a message that failed once.
+``cancel()`` nacks (requeue) what was fetched but not handed out; on RabbitMQ
+before 4.3 each such nack counts as a delivery for the delivery limit. No
+frame is sent on a channel once its close began (RabbitMQ answers one with a
+connection error, 504 CHANNEL_ERROR): what such a channel holds goes back
+to the queue when it closes.
 """
 
 from __future__ import annotations
@@ -68,6 +76,12 @@ __all__ = ["RabbitConsumer", "RabbitDelivery", "message_of"]
 _log = logging.getLogger("interlink.messaging.amqp")
 
 _EARLY_TOLERANCE = 0.5  # seconds: a long-delayed message this close to due is handed out
+_LONGEST_HOLD = 300.0
+"""Seconds a release that fell back to a nack holds its delivery at most.
+
+Held longer, RabbitMQ's ``consumer_timeout`` (30 min by default) would close
+the channel and give back every delivery on it.
+"""
 
 
 def _number(value: Any, default: float) -> float:
@@ -129,13 +143,14 @@ class RabbitConsumer(Consumer):
         self._kicked: asyncio.Future[None] | None = None
         self._stopped = False
         self._error: BaseException | None = None
-        self._held = 0  # handed out, not yet settled
+        self._held = 0  # handed out, not yet settled (or given back later)
+        self._halted = asyncio.Event()  # set by _halt: give back what is held now
+        self._later: set[asyncio.Task[None]] = set()  # nacks waiting for their delay
 
     # -- the subscription ----------------------------------------------------
     async def _on_message(self, raw: DeliveredMessage) -> None:
         if self._stopped:  # arrived after cancel(): give it back at once
-            with contextlib.suppress(Exception):
-                await raw.channel.basic_nack(tag_of(raw), requeue=True)
+            await self._give_back(raw.channel, tag_of(raw))
             return
         self._buffer.append(raw)
         waiter = self._waiter
@@ -260,17 +275,44 @@ class RabbitConsumer(Consumer):
                 headers=headers,
             )
             await broker._send(self.queue, target, raw.body, properties)
-            await channel.basic_ack(tag)
+            if channel is self._channel:  # else it is closing and gives the message back
+                await channel.basic_ack(tag)
         except Exception as exc:
             _log.warning("could not delay %s on %r further: %r", message.id, self.queue, exc)
             await asyncio.sleep(broker.reconnect_interval)
-            with contextlib.suppress(Exception):
-                await channel.basic_nack(tag, requeue=True)
+            await self._give_back(channel, tag)
+
+    async def _give_back(self, channel: aiormq.abc.AbstractChannel, tag: int) -> None:
+        """Nack (requeue) ``tag``, unless its channel is closing: that gives it back itself."""
+        if channel is not self._channel or channel.is_closed:
+            return
+        with contextlib.suppress(Exception):
+            await channel.basic_nack(tag, requeue=True)
+
+    def _give_back_after(self, channel: aiormq.abc.AbstractChannel, tag: int, delay: float) -> None:
+        """Nack ``tag`` (a handed-out delivery) after ``delay`` seconds, or at once on ``_halt``."""
+        task = asyncio.create_task(
+            self._nack_after(channel, tag, min(delay, _LONGEST_HOLD)),
+            name=f"interlink give back {self.queue}",
+        )
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def _nack_after(
+        self, channel: aiormq.abc.AbstractChannel, tag: int, delay: float
+    ) -> None:
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._halted.wait(), delay)
+            await self._give_back(channel, tag)
+        finally:
+            await self._settled()
 
     # -- stopping -------------------------------------------------------------
     def _halt(self) -> None:
         """Stop fetching now (no I/O): iteration ends, the supervisor is cancelled."""
         self._stopped = True
+        self._halted.set()
         self._broker._consumers.discard(self)
         self._wake()
         if self._task is not None:
@@ -280,6 +322,8 @@ class RabbitConsumer(Consumer):
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        if self._later:  # woken by _halt: they nack now
+            await asyncio.gather(*self._later, return_exceptions=True)
 
     async def cancel(self) -> None:
         """``basic.cancel``, then give back (nack, requeue) what was fetched but not handed out.
@@ -299,8 +343,7 @@ class RabbitConsumer(Consumer):
         with contextlib.suppress(Exception):
             await channel.basic_cancel(self._tag, timeout=self._broker.publish_timeout)
         for raw in pending:
-            with contextlib.suppress(Exception):
-                await channel.basic_nack(tag_of(raw), requeue=True)
+            await self._give_back(channel, tag_of(raw))
         if self._held == 0:
             await self._close_channel()
 
@@ -425,8 +468,13 @@ class RabbitDelivery(Delivery):
         try:
             await self._copy("release", message.queue, delay, stored)
         except DeliveryError as exc:
-            # it could not be put back by publishing: hand it back to RabbitMQ instead
-            _log.warning("release of %s falls back to a nack: %s", message.id, exc)
+            # it could not be put back by publishing: hand it back to RabbitMQ instead,
+            # after its delay (a nack now brings it straight back: a hot loop)
+            _log.warning("release of %s falls back to a nack in %.3gs: %s", message.id, delay, exc)
+            channel = self._channel
+            if delay > 0.0 and channel is self._consumer._channel and not channel.is_closed:
+                self._consumer._give_back_after(channel, self._tag, delay)
+                return
             await self._frame("release", requeue=True)
             return
         await self._frame("release")
