@@ -124,6 +124,7 @@ def test_the_schema_is_json_for_editors() -> None:
         "clients",
         "webhooks",
         "queues",
+        "observability",
     }
     assert schema["additionalProperties"] is False
 

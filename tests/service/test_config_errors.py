@@ -53,7 +53,7 @@ EXPECTED = {
     ],
     "not_a_mapping.yaml": [
         "1:1: expected a mapping of sections (service, broker, state, storage, clients, "
-        "webhooks, queues), found ['service', 'clients']",
+        "webhooks, queues, observability), found ['service', 'clients']",
     ],
     "references.yaml": [
         "6:18: webhooks.github.path: '/webhooks/in' is already the path of webhooks.stripe",

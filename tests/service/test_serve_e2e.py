@@ -28,7 +28,7 @@ from tests.webhooks.signing import SECRET, standard_headers
 
 SCRIPT = Path(sys.executable).parent / "interlink"
 TOKEN = "e2e-admin-token"
-STARTED = re.compile(r"service \S+ started(?: on (http://\S+))?")
+STARTED = re.compile(r'service \S+ started(?: on (http://[^\s"]+))?')
 
 MAPPING = """
 name: payments

@@ -23,6 +23,7 @@ from interlink.client._call import IDEMPOTENT_METHODS
 from interlink.client._defaults import PipelineFactory
 from interlink.client._models import Request
 from interlink.core.errors import ConfigError
+from interlink.observability._logging import REQUEST_ID_HEADER, current_correlation_id
 from interlink.resilience import Pipeline
 from interlink.resilience import _validate as check
 
@@ -144,6 +145,9 @@ class RequestBuilder:
                 request_headers["Authorization"] = basic
         if headers is not None:
             enc.merge_headers(request_headers, headers)
+        correlation = current_correlation_id()  # observability: the request's id goes upstream
+        if correlation is not None and REQUEST_ID_HEADER not in request_headers:
+            request_headers[REQUEST_ID_HEADER] = correlation
         body = None
         if json is not None or data is not None or content is not None:
             body = enc.encode_body(json, data, content, request_headers)

@@ -38,6 +38,7 @@ from interlink.core.errors import (
     DeadlineExceededError,
     RetryExhaustedError,
 )
+from interlink.observability import _tracing as tracing
 from interlink.resilience import (
     EventHub,
     Pipeline,
@@ -144,7 +145,9 @@ class CallRunner:
         ``ApiClient.request`` inlines this (one coroutine less on the hot path).
         """
         try:
-            if request.method in IDEMPOTENT_METHODS or "Idempotency-Key" in request.headers:
+            if tracing.enabled():  # observability (tracing): the call span
+                result = await self.traced_call(attempt, request, pipeline, authed, extra)
+            elif request.method in IDEMPOTENT_METHODS or "Idempotency-Key" in request.headers:
                 result = await pipeline.call(attempt, request, pipeline, authed, extra)
             else:
                 with idempotent(False):
@@ -156,6 +159,21 @@ class CallRunner:
             raise error from error.__cause__
         self.health.success()
         return result
+
+    async def traced_call(
+        self, attempt: Attempt, request: Request, pipeline: Pipeline, authed: bool, extra: Any
+    ) -> Any:
+        """``pipeline.call`` inside the call's INTERNAL span (only while tracing)."""
+        with tracing.client_call_span(self._name, request.method) as span:
+            if request.method in IDEMPOTENT_METHODS or "Idempotency-Key" in request.headers:
+                result = await pipeline.call(attempt, request, pipeline, authed, extra)
+            else:
+                with idempotent(False):
+                    result = await pipeline.call(attempt, request, pipeline, authed, extra)
+            status = getattr(result, "status", None)
+            if isinstance(status, int):
+                tracing.call_status(span, status)
+            return result
 
     def failed(self, exc: Exception, request: Request) -> Exception:
         """Count a failed call and return what its caller should see (see ``_final_error``)."""
@@ -212,6 +230,8 @@ class CallRunner:
             self._bound(request)
         observed = self.events.active
         started = self._clock.monotonic() if observed else 0.0
+        # observability (tracing): the CLIENT span of this attempt
+        span = self._span(request, pipeline, attempt) if tracing.enabled() else None
         try:
             if authed:
                 response: Response = await self._authed(request, self._send, None)
@@ -222,7 +242,15 @@ class CallRunner:
                 relabel(exc, url=public_url(request))
             if observed:
                 self._emit_request(request, None, started, attempt, exc)
+            if span is not None:
+                tracing.end_attempt(span, None, exc)
             raise
+        except BaseException as exc:
+            if span is not None:
+                tracing.end_attempt(span, None, exc)
+            raise
+        if span is not None:
+            tracing.end_attempt(span, response.status, None)
         # _observe inlined: this runs for every request.
         headers = response.headers
         for name in _QUOTA_HEADERS:
@@ -243,6 +271,8 @@ class CallRunner:
         self._bound(request)
         observed = self.events.active
         started = self._clock.monotonic() if observed else 0.0
+        # observability (tracing): the CLIENT span of this attempt (until the headers)
+        span = self._span(request, pipeline, attempt) if tracing.enabled() else None
         try:
             if authed:
                 response: StreamingResponse = await self._authed(request, self._stream, opened)
@@ -254,10 +284,30 @@ class CallRunner:
                 relabel(exc, url=public_url(request))
             if observed:
                 self._emit_request(request, None, started, attempt, exc)
+            if span is not None:
+                tracing.end_attempt(span, None, exc)
             raise
+        except BaseException as exc:
+            if span is not None:
+                tracing.end_attempt(span, None, exc)
+            raise
+        if span is not None:
+            tracing.end_attempt(span, response.status, None)
         if self._observe(response, request, observed, started, attempt):
             raise await self._retryable(response, request, pipeline)
         return response
+
+    def _span(self, request: Request, pipeline: Pipeline, attempt: int) -> Any:
+        breaker = pipeline.breaker
+        return tracing.start_attempt(
+            self._name,
+            request.method,
+            request.url,
+            public_url(request),
+            attempt,
+            None if breaker is None else breaker.state.value,
+            request.headers,
+        )
 
     async def _authed(
         self, template: Request, send: Callable[[Request], Awaitable[Any]], opened: Any

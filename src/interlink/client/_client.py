@@ -33,6 +33,7 @@ from interlink.client._redact import redact_url
 from interlink.client._transport import AiohttpTransport
 from interlink.core.clock import SYSTEM_CLOCK, Clock
 from interlink.core.errors import ClientError, ConfigError, ResponseValidationError
+from interlink.observability import _tracing as tracing
 from interlink.resilience import EVENTS, EventHub, Pipeline, RateLimiter, idempotent
 from interlink.resilience import _validate as check
 
@@ -236,7 +237,9 @@ class ApiClient:
         authed = same_origin and runner.has_auth
         # CallRunner.run inlined: one coroutine less per request.
         try:
-            if request.method in IDEMPOTENT_METHODS or "Idempotency-Key" in request.headers:
+            if tracing.enabled():  # observability (tracing): the call span
+                response = await runner.traced_call(self._attempt, request, pipeline, authed, None)
+            elif request.method in IDEMPOTENT_METHODS or "Idempotency-Key" in request.headers:
                 response = await pipeline.call(self._attempt, request, pipeline, authed, None)
             else:
                 with idempotent(False):

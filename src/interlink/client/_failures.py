@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from interlink.client._models import Headers, Request, Response
 from interlink.client._redact import redact_url
 from interlink.core.errors import ClientError, HttpStatusError
+from interlink.observability._logging import REDACTOR
 
 __all__ = [
     "REQUEST_ID_HEADERS",
@@ -158,7 +159,8 @@ def status_error(
     """The ``HttpStatusError`` for an error answer: status, request id and a capped body excerpt."""
     headers = response.headers
     rid = request_id(headers)
-    excerpt = body_excerpt(response.content, max_body)
+    # observability: an upstream echoing credentials must not put them in errors and logs.
+    excerpt = REDACTOR.scrub(body_excerpt(response.content, max_body))
     detail = f" (request id {rid})" if rid else ""
     if excerpt:
         detail += f": {_one_line(excerpt)}"

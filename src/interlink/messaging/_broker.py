@@ -34,6 +34,7 @@ from interlink.core.clock import SYSTEM_CLOCK, Clock
 from interlink.core.errors import ConfigError, DeliveryError
 from interlink.messaging._dead_letters import DeadLetters, Failure
 from interlink.messaging._message import Message
+from interlink.observability._tracing import trace_publish
 
 __all__ = [
     "BACKENDS",
@@ -196,6 +197,12 @@ class Broker(ABC):
     """The URL it was opened with, password redacted."""
 
     clock: Clock = SYSTEM_CLOCK
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # observability (tracing): every backend's publish gets the PRODUCER span that
+        # puts a traceparent into the message headers (a no-op call when nobody traces).
+        trace_publish(cls)
 
     @abstractmethod
     async def start(self) -> None:

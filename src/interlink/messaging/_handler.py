@@ -20,6 +20,7 @@ from interlink.core.errors import ConfigError, MessagingError, TransformError
 from interlink.messaging._context import MessageContext
 from interlink.messaging._message import Message, validate_queue_name
 from interlink.messaging._retry_schedule import RetrySchedule
+from interlink.observability import _tracing as tracing
 from interlink.resilience import _validate as check
 
 __all__ = ["ORDERINGS", "Handler", "HandlerFunc", "InvalidPayloadError", "build_handler"]
@@ -85,7 +86,10 @@ class Handler:
                 f"message body is not valid JSON: {exc}", queue=message.queue
             ) from exc
         if self.transform is not None:
-            value = self.transform.transform(value)
+            if tracing.enabled():  # observability (tracing): the transform span
+                value = tracing.transform(self.transform, value)
+            else:
+                value = self.transform.transform(value)
         if self._adapter is None:
             return value
         try:

@@ -44,6 +44,8 @@ from interlink.messaging._handler import Handler, InvalidPayloadError
 from interlink.messaging._message import HEADER_ORDERING_KEY
 from interlink.messaging._observe import HandlerStats
 from interlink.messaging._settling import Settling
+from interlink.observability import _tracing as tracing
+from interlink.observability._logging import bind_message, unbind_message
 
 if TYPE_CHECKING:
     from interlink.messaging._worker import Worker
@@ -185,6 +187,8 @@ class _Runner(Settling):
     async def _dispatch(self, delivery: Delivery) -> None:
         self.counters.received += 1
         self._emit("delivery.received", delivery, delivery_count=delivery.message.delivery_count)
+        if tracing.enabled():  # observability (tracing): the receive span
+            tracing.received(delivery.message, tracing.messaging_system(self.worker.broker.url))
         key = delivery.message.headers.get(HEADER_ORDERING_KEY)
         self._pending.add(delivery)
         if key is not None:
@@ -216,7 +220,12 @@ class _Runner(Settling):
         """Handle ``delivery``, then the next waiting message of its key, one at a time."""
         while delivery is not None:
             self._pending.discard(delivery)
-            await self._process(delivery, key)
+            if tracing.enabled():  # observability (tracing): one process span per attempt
+                system = tracing.messaging_system(self.worker.broker.url)
+                with tracing.process_span(delivery.message, self.h.name, system):
+                    await self._process(delivery, key)
+            else:
+                await self._process(delivery, key)
             delivery = None
             if key is None or self.stopping:
                 break
@@ -231,6 +240,7 @@ class _Runner(Settling):
         h, worker = self.h, self.worker
         msg = delivery.message
         self.counters.in_flight += 1
+        ids = bind_message(msg.id, msg.headers)  # observability: ids on every log line
         try:
             unexplained = msg.delivery_count - msg.attempt - self._released_here(delivery)
             if unexplained >= h.delivery_limit:
@@ -268,6 +278,7 @@ class _Runner(Settling):
             await self._run(delivery, body, key, claimed)
         finally:
             self.counters.in_flight -= 1
+            unbind_message(ids)
 
     async def _run(self, delivery: Delivery, body: Any, key: str | None, claimed: bool) -> None:
         h, worker = self.h, self.worker
@@ -286,7 +297,11 @@ class _Runner(Settling):
         handling = self._handling
         handling.add(task)  # cancel_handlers may cancel it until the handler returns
         try:
-            await h.func(body, ctx)
+            if tracing.enabled():  # observability (tracing): the handler span
+                with tracing.handler_span(h.name):
+                    await h.func(body, ctx)
+            else:
+                await h.func(body, ctx)
         except asyncio.CancelledError:
             # The graceful deadline passed: give the key and the message back. Out of
             # ``_handling`` first: nothing cancels the give back.

@@ -18,13 +18,14 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from interlink.messaging._broker import Delivery
+from interlink.messaging._broker import Delivery, default_dead_letter_queue
 from interlink.messaging._context import Reject, RetryLater
 from interlink.messaging._dead_letters import describe_failure
 from interlink.messaging._handler import Handler
 from interlink.messaging._message import HEADER_FIRST_FAILED_AT, HEADER_LAST_ERROR
 from interlink.messaging._observe import WorkerEvent
 from interlink.messaging._ordering import KeyHolds
+from interlink.observability import _tracing as tracing
 
 if TYPE_CHECKING:
     from interlink.messaging._worker import Worker
@@ -135,7 +136,13 @@ class Settling:
             reason=reason,
         )
         try:
-            await delivery.dead_letter(failure, dead_letter_queue=h.dead_letter_queue)
+            if tracing.enabled():  # observability (tracing): the move as a send to the DLQ
+                dlq = h.dead_letter_queue or default_dead_letter_queue(msg.queue)
+                system = tracing.messaging_system(self.worker.broker.url)
+                with tracing.dead_letter_span(msg, dlq, system, reason, error):
+                    await delivery.dead_letter(failure, dead_letter_queue=h.dead_letter_queue)
+            else:
+                await delivery.dead_letter(failure, dead_letter_queue=h.dead_letter_queue)
         except Exception as exc:
             await self._settle_failed(delivery, exc, h.schedule.delay(msg.attempt), key)
             return
@@ -220,6 +227,8 @@ class Settling:
         return float(min(_BUSY_DELAY * 2**doublings, self.worker.claim_lease / 2.0))
 
     def _emit(self, kind: str, delivery: Delivery, **attributes: Any) -> None:
+        if kind == "delivery.settled" and tracing.enabled():  # observability (tracing)
+            tracing.settled(attributes["outcome"], attributes)
         events = self.worker.events
         if events.active:
             msg = delivery.message

@@ -254,6 +254,11 @@ class Retry(Policy):
                     delay, reason, previous = plan
                     if self.events.active:
                         self._emit("delay", attempt=attempt, seconds=delay, reason=reason)
+                    # observability (tracing): the wait and why, on the span (imported here:
+                    # interlink.observability imports interlink.resilience).
+                    from interlink.observability._tracing import retry_delay
+
+                    retry_delay(attempt, delay, reason)
                     await self.clock.sleep(delay)
                 attempt += 1
                 _ATTEMPT.set(attempt)

@@ -212,6 +212,11 @@ class _JsonBody:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
+    @property
+    def name(self) -> str:
+        """The queue's transformer's name (``json`` without one): spans and metrics show it."""
+        return "json" if self.inner is None else str(getattr(self.inner, "name", "transform"))
+
     def transform(self, value: Any) -> Any:
         if isinstance(value, bytes | bytearray):
             with contextlib.suppress(ValueError):

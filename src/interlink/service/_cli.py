@@ -11,31 +11,36 @@ and exits 0.
 from __future__ import annotations
 
 import asyncio
-import logging
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from interlink.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from interlink.service._runtime import Service
 
 __all__ = ["serve_command", "worker_command"]
 
 _CONFIG = typer.Option(
     Path("interlink.yaml"), "--config", "-c", help="The service's config file (YAML)."
 )
-_LOG_LEVEL = typer.Option("info", "--log-level", help="debug, info, warning or error.")
+_LOG_LEVEL = typer.Option(
+    None,
+    "--log-level",
+    help="debug, info, warning or error (default: observability.logging.level, info).",
+)
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _logging(service: Service, level: str | None) -> None:
+    """Structured logs on stderr as observability.logging says; ``--log-level`` wins."""
+    from interlink.observability._logging import configure_logging
+
+    configure_logging(service.config.observability.logging, level=level)
 
 
-def _run(config: Path, log_level: str, *, http: bool, queues: list[str] | None) -> None:
+def _run(config: Path, log_level: str | None, *, http: bool, queues: list[str] | None) -> None:
     from interlink.service._cli_config import report_issues
     from interlink.service._load import ConfigFileError, check_config
     from interlink.service._runtime import Service
@@ -48,7 +53,7 @@ def _run(config: Path, log_level: str, *, http: bool, queues: list[str] | None) 
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    _logging(log_level)
+    _logging(service, log_level)
     try:
         asyncio.run(service.run())
     except ConfigError as exc:  # e.g. the listen address is taken
@@ -56,7 +61,7 @@ def _run(config: Path, log_level: str, *, http: bool, queues: list[str] | None) 
         raise typer.Exit(2) from None
 
 
-def serve_command(config: Path = _CONFIG, log_level: str = _LOG_LEVEL) -> None:
+def serve_command(config: Path = _CONFIG, log_level: str | None = _LOG_LEVEL) -> None:
     """Run the service: webhooks in, health, admin, and every queue's workers."""
     _run(config, log_level, http=True, queues=None)
 
@@ -66,7 +71,7 @@ def worker_command(
     queue: list[str] | None = typer.Option(  # noqa: B008 - typer's way
         None, "--queue", "-q", help="Only this queue (repeat for several); default all."
     ),
-    log_level: str = _LOG_LEVEL,
+    log_level: str | None = _LOG_LEVEL,
 ) -> None:
     """Run the queues' workers alone (no HTTP side)."""
     _run(config, log_level, http=False, queues=queue or None)

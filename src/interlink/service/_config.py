@@ -24,11 +24,15 @@ __all__ = [
     "BrokerConfig",
     "ClientConfig",
     "ForwardConfig",
+    "LoggingConfig",
+    "MetricsConfig",
+    "ObservabilityConfig",
     "QueueConfig",
     "ServiceConfig",
     "ServiceSection",
     "StateConfig",
     "StorageConfig",
+    "TracingConfig",
     "WebhookConfig",
 ]
 
@@ -304,6 +308,55 @@ class QueueConfig(_Section):
         return self
 
 
+class TracingConfig(_Section):
+    """``observability.tracing:``: OpenTelemetry traces."""
+
+    exporter: Literal["none", "console", "otlp"] = Field(
+        "none",
+        description="none (no spans exported), console (spans printed to stderr) or otlp "
+        "(OTLP over HTTP to endpoint; needs the otel extra).",
+    )
+    endpoint: str | None = Field(
+        None, description="otlp: the collector's traces URL (default: the OTel SDK's)."
+    )
+    sampling_ratio: float = Field(
+        1.0, ge=0.0, le=1.0, description="Share of new traces sampled (parent-based)."
+    )
+    service_name: str | None = Field(
+        None, description="service.name of the spans (default: service.name)."
+    )
+
+
+class LoggingConfig(_Section):
+    """``observability.logging:``: structured logs on stderr."""
+
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", description="json, console, or auto: console on a terminal, else json."
+    )
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level logged."
+    )
+    redact: list[str] = Field(
+        default_factory=list,
+        description="More field and header names whose values are replaced by [REDACTED] "
+        "(Authorization, cookies, tokens, secrets and passwords always are).",
+    )
+
+
+class MetricsConfig(_Section):
+    """``observability.metrics:``: the Prometheus endpoint."""
+
+    enabled: bool = Field(True, description="Serve /metrics and keep the histograms.")
+
+
+class ObservabilityConfig(_Section):
+    """``observability:``: traces, logs and metrics."""
+
+    tracing: TracingConfig = Field(TracingConfig(), description="OpenTelemetry traces.")
+    logging: LoggingConfig = Field(LoggingConfig(), description="Structured logs.")
+    metrics: MetricsConfig = Field(MetricsConfig(), description="Prometheus metrics.")
+
+
 class ServiceConfig(_Section):
     """The whole ``interlink.yaml``."""
 
@@ -315,3 +368,6 @@ class ServiceConfig(_Section):
     clients: dict[str, ClientConfig] = Field(default_factory=dict)
     webhooks: dict[str, WebhookConfig] = Field(default_factory=dict)
     queues: dict[str, QueueConfig] = Field(default_factory=dict)
+    observability: ObservabilityConfig = Field(
+        ObservabilityConfig(), description="Traces, logs and metrics."
+    )

@@ -1,140 +1,69 @@
-"""``/metrics``: the service's counters in the Prometheus text format.
+"""``/metrics``: the service's metrics in the Prometheus text format.
 
-A ``prometheus_client`` collector reads the live figures at scrape time from
-where they are already kept (the receiver's ``SourceStats``, the worker's
-``HandlerStats``, each transformer's ``TransformStats``, each client's
-``ClientHealth``), so nothing on the hot path updates a second set of
-counters. Labels are names from the config file and fixed outcome words:
-never ids or URLs, so the number of series stays bounded.
+``watch_service`` makes the service's ``MetricsRecorder``
+(``interlink.observability``) and points it at the clients and the webhook
+receiver; ``Service._start`` hands it the worker before the worker fetches.
+Most figures are read at scrape time from where the parts already keep them;
+only what no part counts by itself (durations, retries, breaker transitions,
+rejections) is kept from the event hooks (see the recorder's module).
+
+Queue depth, oldest message age and dead letters come from the broker, whose
+calls are async: each scrape reads them (every queue concurrently, each within
+``service.readiness_timeout``, as ``/health`` does) before writing the
+response. A background task refreshing them every few seconds was the other
+choice; reading on scrape does no work while nobody scrapes, serves figures as
+fresh as the scrape, and shows a broker too slow to answer as missing gauges
+plus ``interlink_queue_stats_errors_total`` rather than as stale numbers. A
+Prometheus scrape every 15 s costs one ``stats`` and one dead-letter count per
+queue.
+
+With ``observability.metrics.enabled: false`` no recorder is made, nothing
+subscribes to any hook, and ``/metrics`` is not served (404).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from interlink.observability._metrics import MetricsRecorder
+from interlink.service._health import configured_queues
+
 if TYPE_CHECKING:
     from interlink.service._runtime import Service
 
-__all__ = ["metrics_route"]
-
-_BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "forced_closed", "disabled")
-_MESSAGE_OUTCOMES = (
-    "acked",
-    "retried",
-    "dead_lettered",
-    "duplicates",
-    "released",
-    "failed_to_settle",
-)
+__all__ = ["metrics_route", "watch_service"]
 
 
-class _ServiceCollector:
-    def __init__(self, service: Service) -> None:
-        self.service = service
-
-    def collect(self) -> Iterator[Metric]:
-        service = self.service
-        yield from self._webhooks(service)
-        yield from self._messages(service)
-        yield from self._clients(service)
-
-    def _webhooks(self, service: Service) -> Iterator[Metric]:
-        received = CounterMetricFamily(
-            "interlink_webhooks_received",
-            "Webhooks received, by source and outcome (rejected ones by reason).",
-            labels=["source", "outcome", "reason"],
-        )
-        receiver = service.receiver
-        for name, stats in receiver.stats.items() if receiver is not None else ():
-            received.add_metric([name, "accepted", ""], stats.accepted)
-            received.add_metric([name, "duplicate", ""], stats.duplicates)
-            received.add_metric([name, "handshake", ""], stats.handshakes)
-            received.add_metric([name, "too_large", ""], stats.too_large)
-            received.add_metric([name, "unavailable", ""], stats.unavailable)
-            for reason, count in sorted(stats.rejected.items()):
-                received.add_metric([name, "rejected", reason], count)
-        yield received
-
-    def _messages(self, service: Service) -> Iterator[Metric]:
-        processed = CounterMetricFamily(
-            "interlink_messages",
-            "Deliveries finished, by queue, handler and outcome.",
-            labels=["queue", "handler", "outcome"],
-        )
-        in_flight = GaugeMetricFamily(
-            "interlink_messages_in_flight",
-            "Deliveries being handled now.",
-            labels=["queue", "handler"],
-        )
-        seconds = CounterMetricFamily(
-            "interlink_message_processing_seconds",
-            "Total time spent in handlers, by queue and handler.",
-            labels=["queue", "handler"],
-        )
-        failures = CounterMetricFamily(
-            "interlink_transform_failures",
-            "Records a transformer refused, by transformer and field.",
-            labels=["transformer", "field"],
-        )
-        worker = service.worker
-        if worker is not None:
-            for (queue, handler), stats in worker.stats().items():
-                for outcome in _MESSAGE_OUTCOMES:
-                    processed.add_metric([queue, handler, outcome], getattr(stats, outcome))
-                in_flight.add_metric([queue, handler], stats.in_flight)
-                seconds.add_metric([queue, handler], stats.processing_seconds)
-            seen: set[int] = set()
-            for handler_setup in worker.handlers:
-                transform: Any = getattr(handler_setup.transform, "inner", handler_setup.transform)
-                stats_of = getattr(transform, "stats", None)
-                if stats_of is None or id(transform) in seen:
-                    continue
-                seen.add(id(transform))
-                for field, count in sorted(stats_of.failures_by_field.items()):
-                    failures.add_metric([stats_of.name, field or "(record)"], count)
-        yield processed
-        yield in_flight
-        yield seconds
-        yield failures
-
-    def _clients(self, service: Service) -> Iterator[Metric]:
-        requests = CounterMetricFamily(
-            "interlink_client_calls", "Calls made by each API client.", labels=["client"]
-        )
-        failed = CounterMetricFamily(
-            "interlink_client_failures", "Calls that failed, by client.", labels=["client"]
-        )
-        state = GaugeMetricFamily(
-            "interlink_client_breaker_state",
-            "1 for the current state of each client's circuit breaker.",
-            labels=["client", "state"],
-        )
-        for name, client in service.clients.items():
-            health = client.health()
-            requests.add_metric([name], health.requests)
-            failed.add_metric([name], health.failures)
-            if health.breaker_state is not None:
-                for known in _BREAKER_STATES:
-                    state.add_metric([name, known], 1.0 if health.breaker_state == known else 0.0)
-        yield requests
-        yield failed
-        yield state
+def watch_service(service: Service) -> MetricsRecorder | None:
+    """A recorder watching ``service``'s clients and receiver; ``None`` when metrics are off."""
+    if not service.config.observability.metrics.enabled:
+        return None
+    recorder = MetricsRecorder()
+    for client in service.clients.values():
+        recorder.watch_client(client)
+    if service.receiver is not None:
+        recorder.watch_receiver(service.receiver)
+    return recorder
 
 
 def metrics_route(service: Service) -> Route:
     """``GET /metrics`` for ``service``, with its own registry (no global state)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_ServiceCollector(service))
+    recorder = service.metrics
+    if recorder is not None:
+        registry.register(recorder)
+    queues = configured_queues(service.config)
+    within = float(service.config.service.readiness_timeout)
 
     async def metrics(request: Request) -> Response:
+        if recorder is not None:
+            await recorder.refresh_queues(service.broker, queues, within=within)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return Route("/metrics", metrics, methods=["GET"])

@@ -25,7 +25,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 
 import uvicorn
 from starlette.applications import Starlette
@@ -35,9 +35,13 @@ from starlette.routing import BaseRoute, Mount
 from interlink.client import ApiClient
 from interlink.core.errors import ConfigError
 from interlink.messaging import Broker, Worker, open_broker
+from interlink.observability._logging import REDACTOR, RequestIdMiddleware, config_secrets
+from interlink.observability._metrics import MetricsRecorder
+from interlink.observability._tracing import configure_tracing
 from interlink.service._build import build_client, build_queue, build_sources
 from interlink.service._config import ServiceConfig
 from interlink.service._load import LoadedConfig
+from interlink.service._metrics import watch_service
 from interlink.webhooks import WebhookReceiver, WebhookSource
 
 __all__ = ["Service"]
@@ -96,6 +100,9 @@ class Service:
         """The whole HTTP side as an ASGI app (built by ``start``)."""
         self._started = False
         self._stopped = asyncio.Event()
+        self._stop_tracing: Callable[[], None] | None = None  # observability (tracing)
+        # observability (metrics): made by ``_start`` unless observability.metrics.enabled is false.
+        self.metrics: MetricsRecorder | None = None
 
     @property
     def broker(self) -> Broker:
@@ -110,12 +117,17 @@ class Service:
         from interlink.service._health import health_routes
         from interlink.service._metrics import metrics_route
 
-        routes: list[BaseRoute] = [*health_routes(self), metrics_route(self)]
+        routes: list[BaseRoute] = [*health_routes(self)]
+        if self.metrics is not None:  # observability (metrics): /metrics only when enabled
+            routes.append(metrics_route(self))
         if self.receiver is not None:
             routes += self.receiver.routes()
         routes.append(Mount("/admin", app=admin_app(self)))
         # Every error the service itself answers (404, 405) is problem+json, as the admin API's.
-        return Starlette(routes=routes, exception_handlers={HTTPException: http_problem})
+        app = Starlette(routes=routes, exception_handlers={HTTPException: http_problem})
+        # observability (logs): bind and echo X-Request-ID around every request.
+        app.add_middleware(RequestIdMiddleware)
+        return app
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -131,6 +143,13 @@ class Service:
 
     async def _start(self) -> None:
         config = self.config
+        # observability (logs): this config's secrets and names never reach a log line.
+        REDACTOR.add_names(config.observability.logging.redact)
+        REDACTOR.add_secrets(config_secrets(config))
+        # observability (tracing): the OTel SDK from observability.tracing (none: nothing).
+        self._stop_tracing = configure_tracing(
+            config.observability.tracing, service_name=config.service.name
+        )
         self._broker = await open_broker(config.broker.url)
         for name, client_config in config.clients.items():
             client = build_client(name, client_config)
@@ -139,6 +158,8 @@ class Service:
         if self.sources:
             self.receiver = WebhookReceiver(self.sources, broker=self._broker)
             await self.receiver.start()
+        # observability (metrics): watch the clients and the receiver (None when disabled).
+        self.metrics = watch_service(self)
         if self.run_workers and self.queues:
             self.worker = Worker(
                 self._broker,
@@ -154,6 +175,8 @@ class Service:
                     clients=self.clients,
                 )
                 self.worker.add_handler(setup.queue, setup.func, **setup.options)
+            if self.metrics is not None:  # observability (metrics): before the worker fetches
+                self.metrics.watch_worker(self.worker)
             await self.worker.start()
         if self.http:
             self.app = self._build_app()
@@ -217,8 +240,12 @@ class Service:
         for client in self.clients.values():
             with contextlib.suppress(Exception):
                 await client.__aexit__(None, None, None)
+        if self.metrics is not None:  # observability (metrics): unsubscribe from the hooks
+            self.metrics.close()
         if self._broker is not None:
             await self._broker.close()
+        if self._stop_tracing is not None:  # observability (tracing): flush what is batched
+            self._stop_tracing()
         _log.info("service %s stopped", self.config.service.name)
 
     async def run(self) -> None:

@@ -32,6 +32,8 @@ from interlink.core.clock import SYSTEM_CLOCK, Clock
 from interlink.core.errors import ConfigError, SignatureError
 from interlink.messaging._broker import Broker, open_broker
 from interlink.messaging._message import new_message_id
+from interlink.observability import _tracing as tracing
+from interlink.observability._logging import CORRELATION_HEADER, current_correlation_id
 from interlink.webhooks._receipts import ReceiptLog
 from interlink.webhooks._received import HEADER_WEBHOOK, receipt_header
 from interlink.webhooks._source import WebhookSource
@@ -255,27 +257,47 @@ class WebhookReceiver:
         if source is None:
             await _respond(send, *_NOT_FOUND)
             return
+        if tracing.enabled():  # observability (tracing): the SERVER span of this request
+            await self._traced(source, scope, receive, send)
+        else:
+            await self._serve(source, scope, receive, send)
+
+    async def _traced(
+        self, source: WebhookSource, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        span, token = tracing.start_webhook(source.name, source.path, scope)
+        try:
+            outcome, reason, status = await self._serve(source, scope, receive, send)
+        except BaseException as exc:
+            tracing.end_webhook(span, token, None, "error", None, exc)
+            raise
+        tracing.end_webhook(span, token, status, outcome, reason, None)
+
+    async def _serve(
+        self, source: WebhookSource, scope: Scope, receive: Receive, send: Send
+    ) -> tuple[str, str | None, int | None]:
+        """Answer one request for ``source``: its outcome, a rejection's reason, the status."""
         stats = self.stats[source.name]
         stats.last_received_at = received_at = self.clock.wall()
         if scope["method"] != "POST":
             await _respond(send, *_NOT_POST, ((b"allow", b"POST"),))
-            return
+            return "method_not_allowed", None, 405
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > source.max_body:
             stats.too_large += 1
             stats.recent.append(RecentWebhook(received_at, "too_large"))
             await _respond(send, *_too_large(source))
-            return
+            return "too_large", None, 413
         read = await _read_body(receive, source.max_body)
         if read is None:  # the client went away: nothing was answered, nothing stored
-            return
+            return "disconnected", None, None
         body = read
         if body is _TOO_LARGE:
             stats.too_large += 1
             stats.recent.append(RecentWebhook(received_at, "too_large"))
             await _respond(send, *_too_large(source))
-            return
+            return "too_large", None, 413
         verifier = source.verifier
         url = self._url(scope, headers, source) if verifier.needs_url else None
         try:
@@ -287,14 +309,14 @@ class WebhookReceiver:
                 "webhook rejected: source=%s reason=%s detail=%s", source.name, exc.reason, exc
             )
             await _respond(send, *_UNVERIFIED)
-            return
+            return "rejected", exc.reason, 401
         handshake = verifier.handshake(webhook, headers)
         if handshake is not None:
             stats.handshakes += 1
             await _respond(
                 send, handshake.status, handshake.content_type.encode("latin-1"), handshake.body
             )
-            return
+            return "handshake", None, handshake.status
         key = f"{source.name}:{webhook.id}"
         receipts = self.receipts
         receipt = receipts.get(key)
@@ -304,13 +326,16 @@ class WebhookReceiver:
             stats.duplicates += 1
             stats.recent.append(RecentWebhook(received_at, "duplicate", webhook.id, receipt))
             await _respond(send, 200, _JSON, _receipt_body(receipt, True))
-            return
+            return "duplicate", None, 200
         receipt = f"{self._receipt_prefix}{next(self._receipt_seq):010x}"
         forwarded = source.forwarded
         message_headers = {name: value for name, value in headers.items() if name in forwarded}
         message_headers[HEADER_WEBHOOK] = receipt_header(
             webhook.scheme, webhook.timestamp, received_at, receipt
         )
+        correlation = current_correlation_id()  # observability: the handler logs under it too
+        if correlation is not None:
+            message_headers[CORRELATION_HEADER] = correlation
         try:
             await self.broker.publish(source.queue, body, message_id=key, headers=message_headers)
         except Exception as exc:
@@ -327,7 +352,7 @@ class WebhookReceiver:
             status, ctype, problem = _UNAVAILABLE
             retry = str(self.retry_after).encode()
             await _respond(send, status, ctype, problem, ((b"retry-after", retry),))
-            return
+            return "unavailable", None, status
         except BaseException:
             receipts.done(key, None)
             raise
@@ -336,6 +361,7 @@ class WebhookReceiver:
         stats.last_accepted_at = received_at
         stats.recent.append(RecentWebhook(received_at, "accepted", webhook.id, receipt))
         await _respond(send, 200, _JSON, _receipt_body(receipt, False))
+        return "accepted", None, 200
 
     def _url(self, scope: Scope, headers: dict[str, str], source: WebhookSource) -> str:
         query = scope.get("query_string", b"")

@@ -1,0 +1,517 @@
+"""Tracing: OpenTelemetry spans through the OTel API only, and the SDK set up for the service.
+
+The library never needs the SDK. Every helper here first asks ``enabled()``:
+without ``opentelemetry-api`` installed, or without a tracer provider set
+(the API's default no-op), it answers ``False`` after two attribute reads and
+the caller takes its untraced path: no span object, no context switch, no
+header written. That is what keeps the webhook ingest path and the client
+call as cheap as before when nobody traces.
+
+With a provider set (``configure_tracing``, or the application's own SDK
+setup), the spans are (docs/observability.md, "Tracing"):
+
+- ``POST {route}`` SERVER: one webhook received (``webhooks/_receiver``);
+- ``publish {queue}`` PRODUCER: one publish, whatever the backend (wrapped
+  onto every ``Broker.publish`` by ``Broker.__init_subclass__``); it injects
+  its context as ``traceparent``/``tracestate`` into the message headers
+  unless the caller set a ``traceparent``;
+- ``receive {queue}`` CLIENT, ``process {queue}`` CONSUMER (one per attempt),
+  ``handler {name}`` and ``transform {name}`` INTERNAL, ``send {dlq}``
+  PRODUCER for a dead-letter move (``messaging/_runner``, ``_settling``,
+  ``_handler``);
+- ``{client} {method}`` INTERNAL for a client call and ``{method}`` CLIENT for
+  each attempt, which injects ``traceparent`` into the outbound request
+  (``client/_client``, ``client/_call``).
+
+The process span's parent is the context in the message's headers, not a
+link: a message is handled alone (no batches), so the parent is unambiguous,
+and it is what makes one webhook's life one trace (receive, publish, every
+attempt, the upstream calls). A message without a ``traceparent`` starts a
+new trace at its process span. Retries, dead letters and replays keep the
+headers, so later attempts and a replay join the same trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine, Iterator, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+from urllib.parse import urlsplit
+
+from interlink import __version__
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.trace import Span, Tracer
+
+    from interlink.messaging._message import Message
+    from interlink.service._config import TracingConfig
+
+try:
+    from opentelemetry import context as _context
+    from opentelemetry import propagate as _propagate
+    from opentelemetry import trace as _api
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ImportError:  # pragma: no cover - depends on what is installed
+    _api = None  # type: ignore[assignment]
+
+__all__ = ["TRACEPARENT", "configure_tracing", "enabled", "trace_publish", "tracing_enabled"]
+
+_log = logging.getLogger("interlink.observability")
+
+TRACEPARENT: Final = "traceparent"
+"""The W3C trace-context header, in HTTP requests and in message headers."""
+
+_SCOPE: Final = "interlink"
+_MESSAGING_SYSTEMS: Final = {"amqp": "rabbitmq", "amqps": "rabbitmq"}
+
+# The provider the cached tracer came from, and that tracer.
+_cached: tuple[object, Any] | None = None
+
+if _api is not None and os.environ.get("OTEL_PYTHON_TRACER_PROVIDER"):  # pragma: no cover
+    _api.get_tracer_provider()  # loads the provider the environment names, once
+
+
+def enabled() -> bool:
+    """Whether spans are being made: the OTel API is installed and a real provider is set."""
+    if _api is None:
+        return False
+    provider = _api._TRACER_PROVIDER
+    return provider is not None and not isinstance(provider, _api.NoOpTracerProvider)
+
+
+tracing_enabled = enabled
+"""``enabled`` under its public name (``interlink.observability.tracing_enabled``)."""
+
+
+def _tracer() -> Tracer:
+    global _cached
+    provider = _api._TRACER_PROVIDER
+    cached = _cached
+    if cached is not None and cached[0] is provider:
+        tracer: Tracer = cached[1]
+        return tracer
+    tracer = _api.get_tracer(_SCOPE, __version__)
+    _cached = (provider, tracer)
+    return tracer
+
+
+def current_span() -> Span | None:
+    """The active span when tracing (``None`` otherwise, or when none is recording)."""
+    if not enabled():
+        return None
+    span = _api.get_current_span()
+    return span if span.is_recording() else None
+
+
+def _error(span: Span, error_type: str, description: str | None = None) -> None:
+    span.set_attribute("error.type", error_type)
+    span.set_status(Status(StatusCode.ERROR, description))
+
+
+def _error_type(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+# -- webhooks ------------------------------------------------------------------------------
+_KNOWN_METHODS: Final = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
+)
+
+
+def start_webhook(source: str, route: str, scope: Mapping[str, Any]) -> tuple[Span, object]:
+    """Start the SERVER span of one webhook request (``POST {route}``) and make it current.
+
+    An incoming ``traceparent`` (a proxy or an internal sender that traces)
+    is its parent, as for any HTTP server span. Hand-made rather than
+    ``start_as_current_span``: this is the ingest path, where every
+    microsecond shows in ``make bench``. End it with ``end_webhook``.
+    """
+    parent = None
+    for name, value in scope["headers"]:
+        if name == b"traceparent":
+            carrier = {"traceparent": value.decode("latin-1")}
+            for other, state in scope["headers"]:
+                if other == b"tracestate":
+                    carrier["tracestate"] = state.decode("latin-1")
+            parent = _propagate.extract(carrier)
+            break
+    method: str = scope["method"]
+    if method not in _KNOWN_METHODS:
+        method = "_OTHER"
+    span = _tracer().start_span(
+        f"{method} {route}",
+        parent,
+        SpanKind.SERVER,
+        {
+            "http.request.method": method,
+            "url.path": scope["path"],
+            "url.scheme": scope.get("scheme", "http"),
+            "http.route": route,
+            "interlink.webhook.source": source,
+        },
+    )
+    return span, _context.attach(_api.set_span_in_context(span))
+
+
+def end_webhook(
+    span: Span,
+    token: object,
+    status: int | None,
+    outcome: str,
+    reason: str | None,
+    error: BaseException | None,
+) -> None:
+    """Record the answer and end the span: status, ``interlink.webhook.outcome`` (``.reason``)."""
+    _context.detach(token)  # type: ignore[arg-type]
+    span.set_attribute("interlink.webhook.outcome", outcome)
+    if reason is not None:
+        span.set_attribute("interlink.webhook.reason", reason)
+    if status is not None:
+        span.set_attribute("http.response.status_code", status)
+        if status >= 500:  # server semantics: 4xx is the sender's problem, not an error here
+            _error(span, str(status))
+    elif error is not None and not isinstance(error, asyncio.CancelledError):
+        _error(span, _error_type(error), type(error).__name__)
+    span.end()
+
+
+# -- messaging -----------------------------------------------------------------------------
+def messaging_system(url: str) -> str:
+    """``messaging.system`` for a broker URL: ``rabbitmq``, ``sqlite`` or ``memory``."""
+    scheme = url.split("://", 1)[0].lower()
+    return _MESSAGING_SYSTEMS.get(scheme, scheme)
+
+
+P = TypeVar("P", bound=Callable[..., Coroutine[Any, Any, str]])
+
+
+def trace_publish(cls: type) -> None:
+    """Wrap ``cls.publish`` in the PRODUCER span, unless a base class's already is.
+
+    ``Broker.__init_subclass__`` calls it for every backend, so a publish is
+    traced whatever the backend; an override that calls ``super().publish``
+    keeps one span (the base's), and one that does not goes untraced.
+    """
+    publish = cls.__dict__.get("publish")
+    if publish is None or getattr(publish, "__isabstractmethod__", False):
+        return
+    for base in cls.__mro__[1:]:
+        if getattr(base.__dict__.get("publish"), "__interlink_traced__", False):
+            return
+    cls.publish = traced_publish(publish)  # type: ignore[attr-defined]
+
+
+def traced_publish(publish: P) -> P:
+    """``publish`` inside a ``publish {queue}`` PRODUCER span that injects its context.
+
+    The context goes into the message headers (``traceparent``, and
+    ``tracestate``/baggage as the propagators say) unless the caller set a
+    ``traceparent``. Untraced, it costs one call and ``enabled()``.
+    """
+
+    @functools.wraps(publish)
+    async def wrapper(
+        self: Any,
+        queue: str,
+        body: object,
+        *,
+        message_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+        key: str | None = None,
+    ) -> str:
+        if not enabled():
+            return await publish(
+                self, queue, body, message_id=message_id, headers=headers, delay=delay, key=key
+            )
+        attributes: dict[str, Any] = {
+            "messaging.system": messaging_system(getattr(self, "url", "")),
+            "messaging.operation.name": "publish",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": queue,
+        }
+        if message_id is not None:
+            attributes["messaging.message.id"] = message_id
+        span = _tracer().start_span(f"publish {queue}", None, SpanKind.PRODUCER, attributes)
+        try:
+            if headers is None or TRACEPARENT not in headers:
+                carrier: dict[str, str] = dict(headers) if headers is not None else {}
+                _propagate.inject(carrier, _api.set_span_in_context(span))
+                headers = carrier
+            sent = await publish(
+                self, queue, body, message_id=message_id, headers=headers, delay=delay, key=key
+            )
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                _error(span, _error_type(exc), type(exc).__name__)
+            span.end()
+            raise
+        if message_id is None:
+            span.set_attribute("messaging.message.id", sent)
+        span.end()
+        return sent
+
+    wrapper.__interlink_traced__ = True  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+def _message_attributes(message: Message, system: str, operation: str, kind: str) -> dict[str, Any]:
+    return {
+        "messaging.system": system,
+        "messaging.operation.name": operation,
+        "messaging.operation.type": kind,
+        "messaging.destination.name": message.queue,
+        "messaging.message.id": message.id,
+    }
+
+
+def received(message: Message, system: str) -> None:
+    """A ``receive {queue}`` CLIENT span for a delivery handed to the runtime (instant)."""
+    parent = _propagate.extract(message.headers) if TRACEPARENT in message.headers else None
+    attributes = _message_attributes(message, system, "receive", "receive")
+    attributes["interlink.message.delivery_count"] = message.delivery_count
+    _tracer().start_span(f"receive {message.queue}", parent, SpanKind.CLIENT, attributes).end()
+
+
+@contextlib.contextmanager
+def process_span(message: Message, handler: str, system: str) -> Iterator[Span]:
+    """The ``process {queue}`` CONSUMER span of one attempt, child of the message's context."""
+    parent = _propagate.extract(message.headers) if TRACEPARENT in message.headers else None
+    attributes = _message_attributes(message, system, "process", "process")
+    attributes["interlink.message.attempt"] = message.attempt
+    attributes["interlink.message.delivery_count"] = message.delivery_count
+    attributes["interlink.handler"] = handler
+    with _tracer().start_as_current_span(
+        f"process {message.queue}", parent, SpanKind.CONSUMER, attributes
+    ) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def handler_span(handler: str) -> Iterator[Span]:
+    """``handler {name}`` INTERNAL around the handler function."""
+    with _tracer().start_as_current_span(
+        f"handler {handler}", kind=SpanKind.INTERNAL, attributes={"interlink.handler": handler}
+    ) as span:
+        yield span
+
+
+def transform(transformer: Any, value: Any) -> Any:
+    """Run ``transformer.transform(value)`` inside a ``transform {name}`` INTERNAL span.
+
+    A ``TransformError`` sets ``error.type``, ``interlink.transform.field``
+    and ``.reason``; the offending value is never recorded (it may be
+    personal data).
+    """
+    name = str(getattr(transformer, "name", type(transformer).__name__))
+    with _tracer().start_as_current_span(
+        f"transform {name}",
+        kind=SpanKind.INTERNAL,
+        attributes={"interlink.transform.name": name},
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            return transformer.transform(value)
+        except Exception as exc:
+            path = getattr(exc, "path", None)
+            if path is not None:
+                span.set_attribute("interlink.transform.field", path or "(record)")
+                span.set_attribute("interlink.transform.reason", str(getattr(exc, "reason", "")))
+            _error(span, _error_type(exc), type(exc).__name__)
+            raise
+
+
+def settled(outcome: str, attributes: Mapping[str, Any]) -> None:
+    """Note how the current process span's delivery was settled (``interlink.outcome``, ...)."""
+    span = current_span()
+    if span is None or getattr(span, "kind", None) is not SpanKind.CONSUMER:
+        return  # settled outside a process span (a release at shutdown)
+    span.set_attribute("interlink.outcome", outcome)
+    delay = attributes.get("delay")
+    if isinstance(delay, int | float):
+        span.set_attribute("interlink.retry.delay", float(delay))
+    reason = attributes.get("reason")
+    if isinstance(reason, str):
+        span.set_attribute("interlink.reason", reason)
+    error = attributes.get("error")
+    if isinstance(error, BaseException):
+        span.set_attribute("error.type", _error_type(error))
+
+
+@contextlib.contextmanager
+def dead_letter_span(
+    message: Message, dead_letter_queue: str, system: str, reason: str, error: BaseException
+) -> Iterator[None]:
+    """``send {dlq}`` PRODUCER: the move to the dead-letter queue (no convention exists)."""
+    attributes = _message_attributes(message, system, "send", "send")
+    attributes["messaging.destination.name"] = dead_letter_queue
+    attributes["interlink.dead_letter.source"] = message.queue
+    attributes["interlink.reason"] = reason
+    attributes["error.type"] = _error_type(error)
+    with _tracer().start_as_current_span(
+        f"send {dead_letter_queue}", kind=SpanKind.PRODUCER, attributes=attributes
+    ):
+        yield
+
+
+# -- the client ----------------------------------------------------------------------------
+@contextlib.contextmanager
+def client_call_span(client: str, method: str) -> Iterator[Span]:
+    """``{client} {method}`` INTERNAL: one call with all its attempts, retries and waits."""
+    with _tracer().start_as_current_span(
+        f"{client} {method}",
+        kind=SpanKind.INTERNAL,
+        attributes={"interlink.client.name": client, "http.request.method": method},
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            yield span
+        except Exception as exc:
+            _error(span, _error_type(exc), type(exc).__name__)
+            raise
+
+
+def call_status(span: Span, status: int) -> None:
+    """The status of the response a call ended with (4xx and 5xx are errors)."""
+    span.set_attribute("http.response.status_code", status)
+    if status >= 400:
+        _error(span, str(status))
+
+
+def start_attempt(
+    client: str,
+    method: str,
+    url: str,
+    public_url: str,
+    attempt: int,
+    breaker_state: str | None,
+    headers: MutableMapping[str, str],
+) -> Span:
+    """Start the CLIENT span of one attempt (``{method}``) and inject its ``traceparent``.
+
+    ``url`` is the request's URL (for ``server.*``), ``public_url`` the one
+    recorded as ``url.full``, secrets redacted. The caller ends it with
+    ``end_attempt``.
+    """
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    call = _api.get_current_span()
+    if call.is_recording():
+        call.set_attribute("interlink.client.attempts", attempt)
+    attributes: dict[str, Any] = {
+        "http.request.method": method,
+        "server.address": parts.hostname or "",
+        "server.port": port,
+        "url.full": public_url,
+        "interlink.client.name": client,
+    }
+    if attempt > 1:
+        attributes["http.request.resend_count"] = attempt - 1
+    if breaker_state is not None:
+        attributes["interlink.breaker.state"] = breaker_state
+    span = _tracer().start_span(method, kind=SpanKind.CLIENT, attributes=attributes)
+    _propagate.inject(headers, context=_api.set_span_in_context(span))
+    return span
+
+
+def end_attempt(span: Span, status: int | None, error: BaseException | None) -> None:
+    """End an attempt's span: its status code, or the error that stopped it."""
+    if status is not None:
+        span.set_attribute("http.response.status_code", status)
+        if status >= 400:
+            _error(span, str(status))
+    elif error is not None and not isinstance(error, asyncio.CancelledError):
+        _error(span, _error_type(error), type(error).__name__)  # a cancellation is no error
+    span.end()
+
+
+def retry_delay(attempt: int, delay: float, reason: str) -> None:
+    """An ``interlink.retry`` event on the current span: the wait chosen after ``attempt``, and why."""
+    span = current_span()
+    if span is not None:
+        span.add_event(
+            "interlink.retry",
+            {
+                "interlink.retry.attempt": attempt,
+                "interlink.retry.delay": delay,
+                "interlink.retry.reason": reason,
+            },
+        )
+
+
+# -- the SDK, for the service ------------------------------------------------------------------
+def configure_tracing(
+    config: TracingConfig,
+    *,
+    service_name: str = "interlink",
+    exporter: SpanExporter | None = None,
+) -> Callable[[], None]:
+    """Set up the OTel SDK from ``observability.tracing``; return the function that shuts it down.
+
+    ``exporter`` (code only) replaces the configured one, such as an
+    in-memory or a discarding exporter. ``exporter: none`` without one sets
+    nothing up: the API stays a no-op and tracing costs nothing. Sampling is
+    parent-based: a sampled parent (an incoming or a message's
+    ``traceparent``) is followed, a new trace is kept with
+    ``sampling_ratio``. A provider set earlier (by the application) is kept
+    and left to its owner.
+    """
+    from interlink.core.errors import ConfigError
+
+    if exporter is None and config.exporter == "none":
+        return _nothing
+    try:
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    except ImportError as exc:  # pragma: no cover - depends on what is installed
+        raise ConfigError(
+            "observability.tracing needs the OpenTelemetry SDK: pip install 'interlink[otel]'"
+        ) from exc
+    if exporter is None:
+        if config.exporter == "console":
+            exporter = ConsoleSpanExporter(out=sys.stderr)
+        else:
+            try:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                    OTLPSpanExporter,
+                )
+            except ImportError as exc:  # pragma: no cover - depends on what is installed
+                raise ConfigError(
+                    "observability.tracing.exporter: otlp needs the otel extra: "
+                    "pip install 'interlink[otel]'"
+                ) from exc
+            exporter = OTLPSpanExporter(endpoint=config.endpoint)
+    if enabled():
+        _log.warning(
+            "observability.tracing: a tracer provider is already set; keeping it (%s)",
+            type(_api.get_tracer_provider()).__name__,
+        )
+        exporter.shutdown()
+        return _nothing
+    provider = TracerProvider(
+        resource=Resource.create({SERVICE_NAME: config.service_name or service_name}),
+        sampler=ParentBased(TraceIdRatioBased(config.sampling_ratio)),
+    )
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    _api.set_tracer_provider(provider)
+
+    def shutdown() -> None:
+        provider.shutdown()  # flushes what is batched
+
+    return shutdown
+
+
+def _nothing() -> None:
+    return None

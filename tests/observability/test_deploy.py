@@ -1,0 +1,175 @@
+"""deploy/: the Grafana dashboard and the Prometheus alerts name only metrics the service emits.
+
+``promtool`` (Debian's ``prometheus`` package) checks the alert rules, and the
+dashboard's expressions as rules too, when it is installed (``.ci/run`` tries
+to install it); without it those two tests skip with the reason: the metric
+names are still checked against a live scrape.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from interlink.service._load import load_config
+from interlink.service._runtime import Service
+from interlink.testing import FakeUpstream
+from tests.observability.metrics_support import scripted_run, write_config
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ROOT / "deploy" / "grafana" / "interlink.json"
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+METRIC = re.compile(r"\binterlink_[a-z0-9_]+")
+# Grafana's variables, replaced by PromQL that parses, for promtool.
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$job": ".*", "$client": ".*", "$queue": ".*"}
+
+
+def dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return loaded
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def panels() -> list[dict[str, Any]]:
+    return [panel for panel in dashboard()["panels"] if panel["type"] != "row"]
+
+
+def dashboard_exprs() -> list[str]:
+    exprs = [target["expr"] for panel in panels() for target in panel["targets"]]
+    for variable in dashboard()["templating"]["list"]:
+        exprs.append(variable["query"]["query"])
+    return exprs
+
+
+def referenced() -> dict[str, set[str]]:
+    """Each metric name an expression names, with where it is named."""
+    found: dict[str, set[str]] = {}
+    for expr in dashboard_exprs():
+        for name in METRIC.findall(expr):
+            found.setdefault(name, set()).add("dashboard")
+    for rule in alert_rules():
+        for name in METRIC.findall(rule["expr"]):
+            found.setdefault(name, set()).add(f"alert {rule['alert']}")
+    return found
+
+
+def test_the_dashboard_is_a_grafana_model_with_a_prometheus_input() -> None:
+    model = dashboard()
+    (source,) = model["__inputs"]
+    assert source["name"] == "DS_PROMETHEUS"
+    assert (source["type"], source["pluginId"]) == ("datasource", "prometheus")
+    assert model["uid"] == "interlink-overview"
+    ids = [panel["id"] for panel in model["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in panels():
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${DS_PROMETHEUS}"
+    for variable in model["templating"]["list"]:
+        assert variable["datasource"]["uid"] == "${DS_PROMETHEUS}"
+    # What the issue asks the dashboard to show.
+    names = set(referenced())
+    for wanted in (
+        "interlink_client_request_duration_seconds_count",  # traffic and errors per client
+        "interlink_client_request_duration_seconds_bucket",  # latency per client
+        "interlink_client_breaker_state",
+        "interlink_webhooks_received_total",
+        "interlink_queue_messages",
+        "interlink_queue_oldest_message_age_seconds",
+        "interlink_queue_dead_letters",
+        "interlink_transform_failures_total",
+        "interlink_client_quota_remaining",
+        "interlink_client_quota_limit",
+    ):
+        assert wanted in names, wanted
+
+
+def test_the_alerts_cover_what_the_issue_asks() -> None:
+    rules = {rule["alert"]: rule for rule in alert_rules()}
+    assert set(rules) == {
+        "InterlinkCircuitBreakerOpen",
+        "InterlinkDeadLettersGrowing",
+        "InterlinkWebhookSignatureRejectionsSpiking",
+        "InterlinkOldestMessageTooOld",
+        "InterlinkUpstreamQuotaNearlyExhausted",
+    }
+    assert rules["InterlinkCircuitBreakerOpen"]["for"] == "5m"
+    assert "interlink_client_breaker_state" in rules["InterlinkCircuitBreakerOpen"]["expr"]
+    assert "interlink_queue_dead_letters" in rules["InterlinkDeadLettersGrowing"]["expr"]
+    assert 'outcome="rejected"' in rules["InterlinkWebhookSignatureRejectionsSpiking"]["expr"]
+    for rule in rules.values():
+        assert rule["labels"]["severity"] in {"warning", "critical"}
+        assert rule["annotations"]["summary"]
+
+
+async def test_every_metric_the_dashboard_and_alerts_name_is_served(tmp_path: Path) -> None:
+    async with FakeUpstream() as upstream:
+        config = load_config(write_config(tmp_path, upstream.url))
+        async with Service(config) as service, aiohttp.ClientSession() as session:
+            found = await scripted_run(service, upstream, session)
+            async with session.get(f"{service.url}/metrics") as response:
+                text = await response.text()
+    declared: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            base = name.removesuffix("_total") if kind == "counter" else name
+            declared.update(
+                {
+                    "counter": {f"{base}_total"},
+                    "histogram": {f"{name}_bucket", f"{name}_count", f"{name}_sum"},
+                }.get(kind, {name})
+            )
+    with_samples = {name for name, _ in found}
+    wanted = referenced()
+    missing = {name: where for name, where in wanted.items() if name not in declared}
+    assert not missing, f"named by deploy/ but not served by /metrics: {missing}"
+    # The scripted run exercises every one of them, so each has a series too.
+    silent = {name: where for name, where in wanted.items() if name not in with_samples}
+    assert not silent, f"served with no series after the scripted run: {silent}"
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        reason = "promtool is not installed (apt-get install prometheus)"
+        pytest.skip(reason)
+    return found
+
+
+def test_promtool_accepts_the_alert_rules() -> None:
+    result = subprocess.run(
+        [promtool(), "check", "rules", str(ALERTS)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 5 rules found" in result.stdout
+
+
+def test_promtool_parses_every_dashboard_expression(tmp_path: Path) -> None:
+    rules = []
+    for n, expr in enumerate(dashboard_exprs()):
+        if expr.startswith("label_values("):  # Grafana's function, not PromQL
+            expr = expr.removeprefix("label_values(").rsplit(",", 1)[0]
+        for variable, value in GRAFANA_VARIABLES.items():
+            expr = expr.replace(variable, value)
+        expr = expr.replace("$source", ".*")
+        rules.append({"record": f"dashboard:expr_{n}", "expr": expr})
+    path = tmp_path / "dashboard_rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = subprocess.run(
+        [promtool(), "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

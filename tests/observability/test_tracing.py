@@ -1,0 +1,322 @@
+"""Tracing: one webhook's life is one trace, through the service, retries, dead letters, replay."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.util._once import Once
+
+from interlink.messaging import MessageContext, Reject, Worker, open_broker
+from interlink.observability import _tracing
+from interlink.service._load import load_config
+from interlink.service._runtime import Service
+from interlink.testing import FakeUpstream
+from tests.webhooks.signing import KEY, SECRET, standard_headers
+
+BEARER = "tok-bearer-Zq8s1x9d"
+QUERY_KEY = "qk-Hh2v7Pz0"
+ADMIN = "adm-Ww3k5Lm2"
+
+
+def _reset_globals() -> None:
+    # What opentelemetry's own test utilities do: the API allows one provider per process.
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+
+
+@pytest.fixture(autouse=True)
+def _no_provider() -> Iterator[None]:
+    _reset_globals()
+    yield
+    _reset_globals()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """A global SDK provider exporting, synchronously, into memory."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    yield exporter
+    provider.shutdown()
+
+
+async def eventually(condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"still not {what} after {within}s"
+        await asyncio.sleep(0.01)
+
+
+def named(found: Sequence[ReadableSpan], name: str) -> list[ReadableSpan]:
+    return sorted((s for s in found if s.name == name), key=lambda s: s.start_time or 0)
+
+
+def parent_of(span: ReadableSpan) -> int | None:
+    return None if span.parent is None else span.parent.span_id
+
+
+def span_id(span: ReadableSpan) -> int:
+    assert span.context is not None
+    return span.context.span_id
+
+
+def traceparent(span: ReadableSpan) -> str:
+    """The ``traceparent`` header that carries ``span`` as the parent."""
+    c = span.context
+    assert c is not None
+    return f"00-{c.trace_id:032x}-{c.span_id:016x}-{int(c.trace_flags):02x}"
+
+
+def everything_said(found: Sequence[ReadableSpan]) -> str:
+    """Every name, attribute, event, link and status text of ``found`` as one string."""
+    parts: list[str] = []
+    for span in found:
+        parts.append(span.name)
+        parts.append(str(span.status.description))
+        parts.extend(f"{k}={v}" for k, v in (span.attributes or {}).items())
+        for event in span.events:
+            parts.append(event.name)
+            parts.extend(f"{k}={v}" for k, v in (event.attributes or {}).items())
+    return "\n".join(parts)
+
+
+CONFIG = """
+service:
+  name: traced
+  listen: 127.0.0.1:0
+  admin_token: {admin}
+broker: {{url: "sqlite:///{db}"}}
+clients:
+  upstream:
+    base_url: "{upstream}"
+    auth: {{type: bearer, token: {bearer}}}
+    retry: {{max_attempts: 2, initial_delay: 10ms, max_delay: 10ms}}
+    circuit_breaker: {{failure_rate: 90, min_calls: 50}}
+webhooks:
+  shop: {{path: /webhooks/shop, scheme: standard, secrets: ["{secret}"], publish_to: orders}}
+queues:
+  orders:
+    forward: {{client: upstream, path: "/orders?api_key={query_key}"}}
+    transform: mapping.yaml
+    retry_delays: [10ms]
+    max_attempts: 3
+"""
+
+
+async def test_one_webhook_is_one_trace_from_receive_to_the_upstream_attempts(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    (tmp_path / "mapping.yaml").write_text("name: order\nfields:\n  amount: {convert: int}\n")
+    path = tmp_path / "interlink.yaml"
+    async with FakeUpstream() as upstream:
+        # The first process attempt's call fails twice (the client retries once), then the
+        # message's second attempt gets through.
+        route = upstream.route("POST", "/orders").reply(503, 503, 201)
+        path.write_text(
+            CONFIG.format(
+                admin=ADMIN,
+                db=tmp_path / "broker.db",
+                upstream=upstream.url,
+                bearer=BEARER,
+                secret=SECRET,
+                query_key=QUERY_KEY,
+            )
+        )
+        async with Service(load_config(path)) as service, aiohttp.ClientSession() as session:
+            body = json.dumps({"amount": "42"}).encode()
+            headers = standard_headers("wh_1", int(time.time()), body)
+            async with session.post(
+                f"{service.url}/webhooks/shop", data=body, headers=headers
+            ) as r:
+                assert r.status == 200
+
+            def acked() -> bool:
+                done = named(spans.get_finished_spans(), "process orders")
+                return any((s.attributes or {}).get("interlink.outcome") == "acked" for s in done)
+
+            await eventually(acked, "processed")
+        assert route.calls == 3
+        upstream_url, upstream_port = upstream.url, upstream.port
+
+    found = spans.get_finished_spans()
+    assert {s.context.trace_id for s in found if s.context is not None} == {
+        found[0].context.trace_id  # type: ignore[union-attr]
+    }, "one trace"
+
+    [receive] = named(found, "POST /webhooks/shop")
+    assert receive.kind is SpanKind.SERVER
+    assert receive.parent is None
+    assert receive.attributes is not None
+    assert receive.attributes["http.route"] == "/webhooks/shop"
+    assert receive.attributes["http.request.method"] == "POST"
+    assert receive.attributes["http.response.status_code"] == 200
+    assert receive.attributes["interlink.webhook.source"] == "shop"
+    assert receive.attributes["interlink.webhook.outcome"] == "accepted"
+
+    [publish] = named(found, "publish orders")
+    assert publish.kind is SpanKind.PRODUCER
+    assert parent_of(publish) == span_id(receive)
+    assert publish.attributes is not None
+    assert publish.attributes["messaging.message.id"] == "shop:wh_1"
+    assert publish.attributes["messaging.system"] == "sqlite"
+    assert publish.attributes["messaging.operation.type"] == "send"
+
+    receives = named(found, "receive orders")
+    assert [s.kind for s in receives] == [SpanKind.CLIENT] * 2
+    assert all(parent_of(s) == span_id(publish) for s in receives)
+
+    first, second = named(found, "process orders")
+    for n, process in enumerate((first, second), 1):
+        assert process.kind is SpanKind.CONSUMER
+        assert parent_of(process) == span_id(publish)
+        assert process.attributes is not None
+        assert process.attributes["interlink.message.attempt"] == n
+        assert process.attributes["messaging.message.id"] == "shop:wh_1"
+        assert process.attributes["messaging.operation.type"] == "process"
+    assert first.attributes is not None
+    assert second.attributes is not None
+    assert first.attributes["interlink.outcome"] == "retried"
+    assert first.attributes["interlink.retry.delay"] == pytest.approx(0.01)
+    assert first.attributes["error.type"] == "interlink.core.errors.HttpStatusError"
+    assert second.attributes["interlink.outcome"] == "acked"
+
+    transforms = named(found, "transform order")
+    assert [parent_of(s) for s in transforms] == [span_id(first), span_id(second)]
+    handlers = named(found, "handler orders:forward")
+    assert [parent_of(s) for s in handlers] == [span_id(first), span_id(second)]
+    assert handlers[0].status.status_code is StatusCode.ERROR
+
+    calls = named(found, "upstream POST")
+    assert [parent_of(s) for s in calls] == [span_id(h) for h in handlers]
+    assert [s.kind for s in calls] == [SpanKind.INTERNAL] * 2
+    assert calls[0].attributes is not None
+    assert calls[1].attributes is not None
+    assert calls[0].attributes["interlink.client.attempts"] == 2
+    assert calls[0].status.status_code is StatusCode.ERROR
+    assert calls[1].attributes["http.response.status_code"] == 201
+    [retry] = calls[0].events
+    assert retry.name == "interlink.retry"
+    assert retry.attributes is not None
+    assert retry.attributes["interlink.retry.reason"] == "backoff"
+    assert 0.0 <= retry.attributes["interlink.retry.delay"] <= 0.01  # jittered
+
+    attempts = named(found, "POST")
+    assert [parent_of(s) for s in attempts] == [span_id(calls[0])] * 2 + [span_id(calls[1])]
+    statuses = [(s.attributes or {}).get("http.response.status_code") for s in attempts]
+    assert statuses == [503, 503, 201]
+    resends = [(s.attributes or {}).get("http.request.resend_count") for s in attempts]
+    assert resends == [None, 1, None]
+    for attempt in attempts:
+        a = attempt.attributes
+        assert attempt.kind is SpanKind.CLIENT
+        assert a is not None
+        assert a["server.address"] == "127.0.0.1"
+        assert a["server.port"] == upstream_port
+        assert a["url.full"] == f"{upstream_url}/orders?api_key=***"
+        assert a["interlink.breaker.state"] == "closed"
+    assert (attempts[0].attributes or {})["error.type"] == "503"
+
+    # The upstream saw each attempt's own traceparent.
+    sent = [request.headers["traceparent"] for request in route.requests]
+    assert sent == [traceparent(s) for s in attempts]
+
+    said = everything_said(found)
+    for secret in (BEARER, QUERY_KEY, ADMIN, SECRET, SECRET.removeprefix("whsec_"), KEY.decode()):
+        assert secret not in said
+
+
+async def _worker_run(
+    broker_url: str, handler: Callable[[Any, MessageContext], Awaitable[None]]
+) -> tuple[Any, Worker]:
+    broker = await open_broker(broker_url)
+    worker = Worker(broker)
+    worker.add_handler("jobs", handler, name="job", max_attempts=1)
+    await worker.start()
+    return broker, worker
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_traceparent_survives_dead_letter_and_replay(
+    backend: str, tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    url = "memory://" if backend == "memory" else f"sqlite:///{tmp_path / 'b.db'}"
+    seen: list[str] = []
+
+    async def job(body: Any, ctx: MessageContext) -> None:
+        seen.append(ctx.headers["traceparent"])
+        if len(seen) == 1:
+            raise Reject("not yet")
+
+    broker, worker = await _worker_run(url, job)
+    try:
+        tracer = trace.get_tracer("test")
+        with tracer.start_as_current_span("origin") as origin:
+            await broker.publish("jobs", {"n": 1})
+        await eventually(lambda: worker.stats()[("jobs", "job")].dead_lettered == 1, "dead")
+        [dead] = await broker.dead_letters.list(queue="jobs")
+        [publish] = named(spans.get_finished_spans(), "publish jobs")
+        assert dead.message.headers["traceparent"] == seen[0]
+        assert seen[0] == traceparent(publish)
+        with tracer.start_as_current_span("replaying"):  # the replay joins the old trace
+            await broker.dead_letters.replay([dead.id])
+        await eventually(lambda: worker.stats()[("jobs", "job")].acked == 1, "replayed")
+    finally:
+        await worker.stop()
+        await broker.close()
+
+    found = spans.get_finished_spans()
+    trace_id = origin.get_span_context().trace_id
+    assert seen == [seen[0], seen[0]]
+    first, replayed = named(found, "process jobs")
+    assert first.context.trace_id == replayed.context.trace_id == trace_id  # type: ignore[union-attr]
+    assert parent_of(first) == parent_of(replayed) == span_id(publish)
+    assert (first.attributes or {})["interlink.outcome"] == "dead_lettered"
+    assert (first.attributes or {})["interlink.reason"] == "rejected"
+    assert (replayed.attributes or {})["interlink.outcome"] == "acked"
+    [send] = named(found, "send jobs.dlq")
+    assert send.kind is SpanKind.PRODUCER
+    assert parent_of(send) == span_id(first)
+    assert (send.attributes or {})["error.type"] == "interlink.messaging.Reject"
+    assert (send.attributes or {})["messaging.destination.name"] == "jobs.dlq"
+
+
+async def test_a_caller_traceparent_is_kept_and_untraced_publishes_add_none() -> None:
+    broker = await open_broker("memory://")
+    try:
+        assert not _tracing.enabled()
+        await broker.publish("q", {"n": 1})
+        own = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        assert _tracing.enabled()
+        await broker.publish("q", {"n": 2}, headers={"traceparent": own})
+        consumer = broker.consume("q")
+        headers = []
+        async for delivery in consumer:
+            headers.append(dict(delivery.message.headers))
+            await delivery.ack()
+            if len(headers) == 2:
+                break
+        await consumer.cancel()
+        assert headers == [{}, {"traceparent": own}]
+        [publish] = exporter.get_finished_spans()
+        assert publish.name == "publish q"  # a span all the same, the caller's context kept
+        provider.shutdown()
+    finally:
+        await broker.close()

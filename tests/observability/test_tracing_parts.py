@@ -1,0 +1,325 @@
+"""Tracing, part by part: webhook outcomes, client failures, transforms, the SDK setup, no-op."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.util._once import Once
+
+from interlink.client import ApiClient
+from interlink.core.errors import ConnectError, TransformError
+from interlink.messaging import MemoryBroker, Message
+from interlink.messaging._handler import build_handler
+from interlink.observability import _tracing, configure_tracing, tracing_enabled
+from interlink.service._config import TracingConfig
+from interlink.service._load import load_config
+from interlink.service._runtime import Service
+from interlink.testing import FakeUpstream
+from interlink.webhooks import WebhookReceiver, WebhookSource
+from tests.webhooks.signing import SECRET, standard_headers
+
+NOW = 1_800_000_000
+BODY = b'{"type":"invoice.paid"}'
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def _reset_globals() -> None:
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+
+
+@pytest.fixture(autouse=True)
+def _no_provider() -> Iterator[None]:
+    _reset_globals()
+    yield
+    _reset_globals()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    yield exporter
+    provider.shutdown()
+
+
+def only(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
+    [span] = [s for s in exporter.get_finished_spans() if s.name == name]
+    return span
+
+
+def attributes(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+# -- webhooks -------------------------------------------------------------------------------
+@pytest.fixture
+async def broker() -> AsyncIterator[MemoryBroker]:
+    broker = MemoryBroker()
+    await broker.start()
+    yield broker
+    await broker.close()
+
+
+@pytest.fixture
+async def http(broker: MemoryBroker) -> AsyncIterator[httpx.AsyncClient]:
+    source = WebhookSource(
+        "billing", path="/webhooks/billing", scheme="standard", secrets=[SECRET], queue="billing"
+    )
+    async with WebhookReceiver([source], broker=broker) as receiver:
+        transport = httpx.ASGITransport(app=receiver)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hooks.test") as client:
+            yield client
+
+
+async def post(http: httpx.AsyncClient, **extra: str) -> httpx.Response:
+    import time
+
+    headers = standard_headers("msg_1", int(time.time()), BODY)
+    headers.update(extra)
+    return await http.post("/webhooks/billing", content=BODY, headers=headers)
+
+
+async def test_a_rejected_webhook_is_a_4xx_server_span_without_error_status(
+    http: httpx.AsyncClient, spans: InMemorySpanExporter
+) -> None:
+    response = await post(http, **{"webhook-signature": "v1,AAAA"})
+    assert response.status_code == 401
+    span = only(spans, "POST /webhooks/billing")
+    assert attributes(span)["interlink.webhook.outcome"] == "rejected"
+    assert attributes(span)["interlink.webhook.reason"] == "no_matching_signature"
+    assert attributes(span)["http.response.status_code"] == 401
+    assert span.status.status_code is StatusCode.UNSET  # 4xx: the sender's problem
+    assert [s.name for s in spans.get_finished_spans()] == ["POST /webhooks/billing"]
+
+
+async def test_an_incoming_traceparent_is_the_parent_of_the_webhook_span(
+    http: httpx.AsyncClient, broker: MemoryBroker, spans: InMemorySpanExporter
+) -> None:
+    assert (await post(http, traceparent=TRACEPARENT)).status_code == 200
+    span = only(spans, "POST /webhooks/billing")
+    assert span.parent is not None
+    assert span.parent.span_id == 0x00F067AA0BA902B7
+    assert span.context is not None
+    assert span.context.trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    assert only(spans, "publish billing").parent.span_id == span.context.span_id  # type: ignore[union-attr]
+
+
+async def test_a_webhook_that_cannot_be_stored_is_a_5xx_error_span(
+    http: httpx.AsyncClient, broker: MemoryBroker, spans: InMemorySpanExporter
+) -> None:
+    await broker.close()
+    response = await post(http)
+    assert response.status_code == 503
+    span = only(spans, "POST /webhooks/billing")
+    assert attributes(span)["interlink.webhook.outcome"] == "unavailable"
+    assert attributes(span)["error.type"] == "503"
+    assert span.status.status_code is StatusCode.ERROR
+    publish = only(spans, "publish billing")
+    assert attributes(publish)["error.type"] == "interlink.core.errors.PublishError"
+    assert publish.status.status_code is StatusCode.ERROR
+
+
+async def test_untraced_the_webhook_path_makes_no_span_and_adds_no_header(
+    http: httpx.AsyncClient, broker: MemoryBroker
+) -> None:
+    assert not tracing_enabled()
+    assert (await post(http)).status_code == 200
+    async with broker.consume("billing") as consumer:
+        async for delivery in consumer:
+            assert "traceparent" not in delivery.message.headers
+            await delivery.ack()
+            break
+
+
+# -- the client -------------------------------------------------------------------------------
+async def test_a_refused_connection_is_an_attempt_span_with_its_error_type(
+    spans: InMemorySpanExporter,
+) -> None:
+    from tests.client.client_support import closed_port
+
+    url = f"http://127.0.0.1:{closed_port()}"
+    async with ApiClient(url, name="down", resilience={"retry": {"max_attempts": 1}}) as client:
+        with pytest.raises(ConnectError) as raised:
+            await client.get("/x?token=abc")
+    attempt = only(spans, "GET")
+    assert attempt.kind is SpanKind.CLIENT
+    assert (
+        attributes(attempt)["error.type"]
+        == f"{type(raised.value).__module__}.{type(raised.value).__qualname__}"
+    )
+    assert attributes(attempt)["url.full"] == f"{url}/x?token=***"
+    assert "http.response.status_code" not in attributes(attempt)
+    call = only(spans, "down GET")
+    assert call.status.status_code is StatusCode.ERROR
+    assert attempt.parent is not None
+    assert call.context is not None
+    assert attempt.parent.span_id == call.context.span_id
+
+
+async def test_a_4xx_answer_and_a_stream_are_traced_and_carry_traceparent(
+    spans: InMemorySpanExporter,
+) -> None:
+    async with FakeUpstream() as upstream:
+        upstream.route("GET", "/missing").reply(404)
+        upstream.route("GET", "/stream").reply(200)
+        async with ApiClient(upstream.url, name="up") as client:
+            with pytest.raises(Exception, match="404"):
+                await client.get("/missing")
+            async with client.stream("GET", "/stream") as response:
+                assert response.status == 200
+        sent = [r.headers.get("traceparent") for r in upstream.requests]
+    attempts = [s for s in spans.get_finished_spans() if s.name == "GET"]
+    assert [attributes(s)["http.response.status_code"] for s in attempts] == [404, 200]
+    assert attempts[0].status.status_code is StatusCode.ERROR
+    assert attributes(attempts[0])["error.type"] == "404"
+    calls = [s for s in spans.get_finished_spans() if s.name == "up GET"]
+    assert attributes(calls[0])["http.response.status_code"] == 404
+    assert calls[0].status.status_code is StatusCode.ERROR
+    assert all(value is not None and value.startswith("00-") for value in sent)
+
+
+async def test_untraced_the_client_sends_no_traceparent() -> None:
+    async with FakeUpstream() as upstream:
+        upstream.route("GET", "/x").reply(200)
+        async with ApiClient(upstream.url) as client:
+            await client.get("/x")
+        [request] = upstream.requests
+    assert "traceparent" not in request.headers
+
+
+async def test_a_cancelled_attempt_is_not_an_error(spans: InMemorySpanExporter) -> None:
+    async with FakeUpstream() as upstream:
+        gate = asyncio.Event()
+
+        async def stall(_: Any) -> int:
+            await gate.wait()
+            return 200
+
+        upstream.route("GET", "/slow").reply(stall)
+        async with ApiClient(upstream.url, name="up") as client:
+            task = asyncio.ensure_future(client.get("/slow"))
+            await upstream.wait_for_requests(1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            gate.set()
+    attempt = only(spans, "GET")
+    assert attempt.status.status_code is StatusCode.UNSET
+    assert "error.type" not in attributes(attempt)
+
+
+# -- transform -----------------------------------------------------------------------------------
+class Amounts:
+    name = "amounts"
+
+    def transform(self, value: Any) -> Any:
+        if not isinstance(value.get("amount"), int):
+            raise TransformError("amount", "not an integer", repr(value.get("amount")))
+        return value
+
+
+def _message(body: object, headers: dict[str, str] | None = None) -> Message:
+    return Message(id="m1", queue="q", body=json.dumps(body).encode(), headers=headers or {})
+
+
+async def _noop(body: Any, ctx: Any) -> None:
+    return None
+
+
+def test_a_transform_failure_names_the_field_not_the_value(spans: InMemorySpanExporter) -> None:
+    handler = build_handler("q", _noop, transform=Amounts())
+    assert handler.decode(_message({"amount": 3})) == {"amount": 3}
+    with pytest.raises(TransformError):
+        handler.decode(_message({"amount": "card-4242424242424242"}))
+    ok, failed = [s for s in spans.get_finished_spans() if s.name == "transform amounts"]
+    assert ok.status.status_code is StatusCode.UNSET
+    assert attributes(failed)["interlink.transform.field"] == "amount"
+    assert attributes(failed)["error.type"] == "interlink.core.errors.TransformError"
+    said = repr(attributes(failed)) + str(failed.status.description) + repr(failed.events)
+    assert "4242" not in said
+
+
+# -- configuration ---------------------------------------------------------------------------------
+def test_exporter_none_sets_nothing_up() -> None:
+    shutdown = configure_tracing(TracingConfig())
+    assert not tracing_enabled()
+    shutdown()
+
+
+def test_console_exporter_prints_spans_with_the_service_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    shutdown = configure_tracing(
+        TracingConfig(exporter="console", service_name="billing-svc"), service_name="other"
+    )
+    assert tracing_enabled()
+    with _tracing.process_span(_message({}), "h", "memory"):
+        pass
+    shutdown()
+    err = capsys.readouterr().err
+    assert '"name": "process q"' in err
+    assert '"service.name": "billing-svc"' in err
+
+
+def test_otlp_exporter_is_built_from_the_endpoint() -> None:
+    shutdown = configure_tracing(
+        TracingConfig(exporter="otlp", endpoint="http://127.0.0.1:1/v1/traces")
+    )
+    assert tracing_enabled()
+    shutdown()  # nothing was recorded: nothing is sent
+
+
+def test_sampling_is_parent_based() -> None:
+    exporter = InMemorySpanExporter()
+    shutdown = configure_tracing(TracingConfig(sampling_ratio=0.0), exporter=exporter)
+    with _tracing.process_span(_message({}), "h", "memory"):
+        pass  # a new trace: not sampled at ratio 0
+    with _tracing.process_span(_message({}, {"traceparent": TRACEPARENT}), "h", "memory"):
+        pass  # a sampled parent is followed
+    shutdown()
+    [kept] = exporter.get_finished_spans()
+    assert kept.context is not None
+    assert kept.context.trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736
+
+
+def test_a_provider_set_by_the_application_is_kept(
+    spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = trace.get_tracer_provider()
+    with caplog.at_level(logging.WARNING, "interlink.observability"):
+        shutdown = configure_tracing(TracingConfig(exporter="console"))
+    assert trace.get_tracer_provider() is provider
+    assert "already set" in caplog.text
+    shutdown()
+
+
+async def test_the_service_configures_and_shuts_down_tracing(tmp_path: Path) -> None:
+    path = tmp_path / "interlink.yaml"
+    path.write_text(
+        f"""
+service: {{name: traced-svc, listen: "127.0.0.1:0"}}
+broker: {{url: "sqlite:///{tmp_path / "b.db"}"}}
+observability:
+  tracing: {{exporter: otlp, endpoint: "http://127.0.0.1:1/v1/traces", sampling_ratio: 0.5}}
+"""
+    )
+    async with Service(load_config(path), http=False):
+        provider = trace.get_tracer_provider()
+        assert isinstance(provider, TracerProvider)
+        assert provider.resource.attributes["service.name"] == "traced-svc"
+        assert "0.5" in provider.sampler.get_description()
