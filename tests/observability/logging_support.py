@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,21 +54,6 @@ def capture_json_logs(level: str = "debug", redact: tuple[str, ...] = ()) -> Ite
     finally:
         root.removeHandler(handler)
         root.setLevel(saved_level)
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool] | bool], what: str, within: float = 10.0
-) -> None:
-    """Poll ``condition`` until it holds; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"still not {what} after {within}s"
-        await asyncio.sleep(0.01)
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -34,7 +34,8 @@ from interlink.service._load import load_config
 from interlink.service._runtime import Service
 from interlink.testing import FakeUpstream
 from tests.observability import logging_support
-from tests.observability.logging_support import Captured, capture_json_logs, eventually, write
+from tests.observability.logging_support import Captured, capture_json_logs, write
+from tests.polling import eventually
 from tests.webhooks.signing import SECRET, standard_headers
 
 _log = logging.getLogger("interlink.tests")

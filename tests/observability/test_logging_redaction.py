@@ -28,7 +28,8 @@ from interlink.observability import REDACTED, REDACTOR, Redactor, bound
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
 from interlink.testing import FakeUpstream, Received, Reply
-from tests.observability.logging_support import Captured, capture_json_logs, eventually, write
+from tests.observability.logging_support import Captured, capture_json_logs, write
+from tests.polling import eventually
 from tests.webhooks.signing import KEY, SECRET, standard_headers
 
 BEARER = "bearer-TOKEN-7d3e21ab90"

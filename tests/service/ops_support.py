@@ -9,9 +9,7 @@ handled by ``handle`` below: a body with ``"fail": true`` raises ``Refused``
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,16 +77,6 @@ queues:
 """
     )
     return path
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool]], what: str, within: float = 10.0
-) -> None:
-    """Poll ``condition`` until it holds; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not await condition():
-        assert time.monotonic() < deadline, f"still not {what} after {within}s"
-        await asyncio.sleep(0.01)
 
 
 def admin(token: str = TOKEN) -> dict[str, str]:

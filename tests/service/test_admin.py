@@ -18,12 +18,12 @@ from interlink.service import _admin
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
 from interlink.testing import FakeUpstream
+from tests.polling import eventually
 from tests.service.ops_support import (
     HANDLED,
     HEALED,
     TOKEN,
     admin,
-    eventually,
     post_webhook,
     write_config,
 )

@@ -20,7 +20,8 @@ import pytest
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
 from interlink.testing import FakeUpstream
-from tests.service.ops_support import TOKEN, eventually, write_config
+from tests.polling import eventually
+from tests.service.ops_support import TOKEN, write_config
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 CONFIG = """

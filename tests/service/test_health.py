@@ -28,7 +28,8 @@ from interlink.service._health import READY_CACHE_SECONDS, configured_queues, he
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
 from interlink.testing import FakeClock, FakeUpstream
-from tests.service.ops_support import HANDLED, eventually, post_webhook, write_config
+from tests.polling import eventually
+from tests.service.ops_support import HANDLED, post_webhook, write_config
 
 HEALTH_JSON = "application/health+json"
 

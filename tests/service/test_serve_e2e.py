@@ -23,6 +23,7 @@ import aiohttp
 
 from interlink.testing import FakeUpstream, Received, Reply
 from tests.messaging.harness_amqp import CuttableProxy, delete_queues, rabbitmqctl
+from tests.polling import eventually
 from tests.services import RABBITMQ_URL, require_service
 from tests.webhooks.signing import SECRET, standard_headers
 
@@ -151,15 +152,7 @@ class ServeProcess:
 
 
 async def until(condition: Callable[[], Awaitable[bool] | bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"still not {what} after {within}s"
-        await asyncio.sleep(0.05)
+    await eventually(condition, what, within, step=0.05)
 
 
 def event(n: int, amount: object = 100) -> bytes:
