@@ -11,9 +11,22 @@ Standard Webhooks v1 headers (``webhook-id``, ``webhook-timestamp``,
 - ``interlink_app()``: ``interlink.webhooks.WebhookReceiver`` with one source
   (scheme ``standard``, queue ``bench.events``) and the SQLite broker at
   ``sqlite:///$INTERLINK_BENCH_DB`` (``synchronous=FULL``, its default): verify,
-  deduplicate, publish durably, then 2xx with a receipt.
+  deduplicate, publish durably, then 2xx with a receipt. No tracer provider is
+  set, so the receiver takes its untraced path.
+- ``interlink_traced_app()``: the same receiver (its own SQLite file) with
+  tracing and metrics on, as the service sets them up: ``configure_tracing``
+  with sampling ratio 1.0 (the OTel SDK's ``TracerProvider``, sampler
+  ``ParentBased(TraceIdRatioBased(1.0))``, a ``BatchSpanProcessor`` with its
+  default queue and batch sizes) exporting to ``DiscardingExporter``, whose
+  ``export`` drops the batch and returns ``SUCCESS``; and a ``MetricsRecorder``
+  watching the receiver, registered on a ``CollectorRegistry`` served at
+  ``GET /metrics`` (the benchmark scrapes it once, after the timed runs, as a
+  check: a Prometheus scrape every 15 s would be one request among tens of
+  thousands). Each webhook makes two spans (``POST /webhooks/bench`` SERVER,
+  ``publish bench.events`` PRODUCER, which writes ``traceparent`` into the
+  stored message's headers).
 
-Run as a script (``python bench/_webhooks_app.py starlette|interlink [--cpu N]``)
+Run as a script (``python bench/_webhooks_app.py starlette|interlink|interlink_traced [--cpu N]``)
 it is the server process the benchmark starts: it pins itself to CPU ``N``
 first (so every thread it starts later, SQLite's writer included, runs
 there), binds ``127.0.0.1`` on a free port itself, writes ``port=<n>`` as its
@@ -41,6 +54,7 @@ QUEUE = "bench.events"
 SOURCE = "bench"
 SECRET_ENV = "INTERLINK_BENCH_SECRET"
 DB_ENV = "INTERLINK_BENCH_DB"
+METRICS_PATH = "/metrics"
 TOLERANCE_SECONDS = 300
 
 
@@ -96,7 +110,52 @@ def interlink_app() -> Any:
     return WebhookReceiver([source], broker=f"sqlite:///{db}")
 
 
-APPS: dict[str, Callable[[], Any]] = {"starlette": starlette_app, "interlink": interlink_app}
+def interlink_traced_app() -> Any:
+    """``interlink_app()`` with tracing (ratio 1.0, spans batched and discarded) and metrics."""
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+    from interlink.observability import MetricsRecorder, configure_tracing
+    from interlink.service._config import TracingConfig
+
+    class DiscardingExporter(SpanExporter):
+        """Receives every batch the ``BatchSpanProcessor`` exports, and drops it."""
+
+        def __init__(self) -> None:
+            self.spans = 0
+
+        def export(self, spans: Any) -> SpanExportResult:
+            self.spans += len(spans)
+            return SpanExportResult.SUCCESS
+
+    exporter = DiscardingExporter()
+    configure_tracing(
+        TracingConfig(sampling_ratio=1.0), service_name="interlink-bench", exporter=exporter
+    )
+    receiver = interlink_app()
+    recorder = MetricsRecorder()
+    recorder.watch_receiver(receiver)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(recorder)
+    metrics_headers = [(b"content-type", CONTENT_TYPE_LATEST.encode())]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == METRICS_PATH:
+            body = generate_latest(registry) + f"# spans exported: {exporter.spans}\n".encode()
+            await send({"type": "http.response.start", "status": 200, "headers": metrics_headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await receiver(scope, receive, send)
+
+    return app
+
+
+APPS: dict[str, Callable[[], Any]] = {
+    "starlette": starlette_app,
+    "interlink": interlink_app,
+    "interlink_traced": interlink_traced_app,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.progress import Progress
 
-from _webhooks_app import PATH, QUEUE, SOURCE
+from _webhooks_app import METRICS_PATH, PATH, QUEUE, SOURCE
 from _webhooks_load import (
     Pool,
     Server,
@@ -45,6 +45,8 @@ INGEST_BODY = 1024
 # not check ids, and the wrap is reported).
 POOL_RATE = 20_000
 WRK_TIMEOUT_SECONDS = 5
+# The server app (``_webhooks_app.py``) each interlink case runs.
+APP_OF_CASE = {"interlink_receiver": "interlink", "interlink_receiver_traced": "interlink_traced"}
 
 
 @dataclass(slots=True)
@@ -255,11 +257,10 @@ def start_case(
             )
         )
     else:
-        case.db = workdir / "bench.db"
+        app = APP_OF_CASE[case.name]
+        case.db = workdir / f"{case.name}.db"
         case.server = stack.enter_context(
-            uvicorn_server(
-                "interlink", cpu=cpu, secret=secret, db=case.db, log=workdir / "interlink.log"
-            )
+            uvicorn_server(app, cpu=cpu, secret=secret, db=case.db, log=workdir / f"{app}.log")
         )
 
 
@@ -300,6 +301,13 @@ def measure_ingest(
             f"interlink WebhookReceiver, source {SOURCE!r} (scheme standard) to queue {QUEUE!r},"
             " SQLite broker (synchronous=FULL): verify, dedup, durable publish, 2xx with a receipt",
         ),
+        IngestCase(
+            "interlink_receiver_traced",
+            "the same receiver (its own SQLite file) with tracing and metrics on: OTel SDK"
+            " TracerProvider, ParentBased(TraceIdRatioBased(1.0)), BatchSpanProcessor to an"
+            " exporter that discards the spans (configure_tracing); a MetricsRecorder watching"
+            " the receiver behind GET /metrics, scraped once after the timed runs",
+        ),
     ]
     if wrk is None:
         reason = "wrk is not installed (apt-get install wrk)"
@@ -310,7 +318,9 @@ def measure_ingest(
         cases[0].skipped = "nginx is not installed (apt-get install nginx)"
     missing = _receiver_missing()
     if missing:
-        cases[2].skipped = missing
+        cases[2].skipped = cases[3].skipped = missing
+    else:
+        cases[3].skipped = _observability_missing()
     body = json_body(INGEST_BODY)
     key = base64.b64decode(secret.removeprefix("whsec_"))
     run_id = uuid.uuid4().hex[:8]
@@ -380,6 +390,11 @@ def measure_ingest(
                         case.sanity = dict(case.sanity or {})
                         case.sanity["stored_messages_total"] = stored[0]
                         case.sanity["stored_distinct_ids_total"] = stored[1]
+                if case.name == "interlink_receiver_traced":
+                    try:
+                        case.sanity = dict(case.sanity or {}, **_scrape(case))
+                    except Exception as exc:
+                        case.errors.append(f"/metrics: {type(exc).__name__}: {exc}")
     finally:
         placement.free()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -410,6 +425,37 @@ def wait_quiet(pids: list[int], *, limit: float = 20.0, step: float = 0.25) -> f
         if calm >= 2:
             return round(time.monotonic() - start, 2)
     return None if last is not None else 0.0
+
+
+def _observability_missing() -> str | None:
+    try:
+        import opentelemetry.sdk.trace  # noqa: F401
+        import prometheus_client  # noqa: F401
+    except ImportError as exc:
+        return f"tracing and metrics need the otel and service extras: {exc}"
+    return None
+
+
+def _scrape(case: IngestCase) -> dict[str, Any]:
+    """The traced server's ``/metrics``, once, after the timed runs: what it counted and exported.
+
+    ``webhooks_accepted_metric`` must equal the stored messages (the metric reads the
+    receiver's own count); ``spans_exported`` is what the discarding exporter was handed
+    (two spans per webhook, less what is still batched: the processor exports every 5 s or
+    512 spans).
+    """
+    assert case.server is not None
+    import urllib.request
+
+    with urllib.request.urlopen(case.server.url + METRICS_PATH, timeout=10) as answer:
+        text = answer.read().decode()
+    accepted = spans = None
+    for line in text.splitlines():
+        if line.startswith("interlink_webhooks_received_total{") and 'outcome="accepted"' in line:
+            accepted = int(float(line.rsplit(" ", 1)[1]))
+        elif line.startswith("# spans exported: "):
+            spans = int(line.removeprefix("# spans exported: "))
+    return {"webhooks_accepted_metric": accepted, "spans_exported": spans}
 
 
 def _receiver_missing() -> str | None:

@@ -36,11 +36,25 @@ the same run:
    and no socket error; for interlink, also no duplicate id and one stored
    message per 2xx (counted in the SQLite file).
 
+3. Tracing and metrics on that path (issue 8), in the same run, interleaved
+   with the cases above: (d) the same receiver (its own SQLite file) with
+   ``configure_tracing`` at sampling ratio 1.0 (OTel SDK ``TracerProvider``,
+   ``ParentBased(TraceIdRatioBased(1.0))``, ``BatchSpanProcessor`` with its
+   default sizes, to a ``SpanExporter`` whose ``export()`` discards the batch
+   and returns ``SUCCESS``) and a ``MetricsRecorder`` watching the receiver,
+   served at ``GET /metrics``. /metrics is not scraped during the timed runs;
+   it is scraped once after them, as a check (its accepted count must equal
+   the stored messages; the exporter says how many spans it was handed: two
+   per webhook). ``ingest_traced_fraction_of_untraced`` is (d)'s requests/s
+   over (c)'s within each repeat, then the median; conclusive when (c) used
+   at least 85% of its core and nginx served at least 2x its rate.
+
 Each run records the servers' CPU (busy fraction, microseconds per request,
 and for uvicorn the event-loop thread apart from the others, SQLite's writer
-among them) and wrk's. The ingest fraction is flagged conclusive when the
-verify-only server used at least 85% of its core (a saturated one reads
-0.90-0.91: some loopback TCP work on its CPU is not charged to it) and nginx
+among them) and wrk's. The ingest fractions are flagged conclusive when the
+baseline server (verify-only; for the traced fraction, the untraced
+receiver) used at least 85% of its core (a saturated one reads 0.90-0.91:
+some loopback TCP work on its CPU is not charged to it) and nginx
 served at least 2x its rate with the same load generator; otherwise
 something else (other work on the machine, the generator) limited the servers.
 
@@ -50,7 +64,9 @@ the first; the JSON says what ran where.
 
 The targets (issue 5), all from this run: ``verify`` >= 2x svix's rate and >=
 0.5 of the bare floor's, 1 KB bodies; interlink ingest >= 0.75 of the Starlette
-verify-only requests/s, and its p99 < 40 ms at 64 connections. wrk or nginx
+verify-only requests/s, and its p99 < 40 ms at 64 connections. Issue 8: the
+traced receiver (tracing at ratio 1.0 and metrics on) >= 0.85 of the untraced
+receiver's requests/s. wrk or nginx
 missing: the cases that need it are skipped, with the reason.
 
 JSON goes to stdout and to ``bench/results/webhooks.json``; progress goes to
@@ -95,6 +111,7 @@ TARGET_VERIFY_OVER_SVIX = 2.0
 TARGET_VERIFY_FRACTION_OF_FLOOR = 0.5
 TARGET_INGEST_FRACTION = 0.75
 TARGET_P99_MS = 40.0
+TARGET_TRACED_FRACTION = 0.85
 # The ingest fraction compares the servers' costs when the baseline server used its whole
 # core and the load generator had headroom (nginx, same generator, served this much more).
 # A uvicorn server pinned to one CPU and saturated reads 0.90-0.91 here: part of the
@@ -113,6 +130,8 @@ PACKAGES = (
     "starlette",
     "standardwebhooks",
     "svix",
+    "opentelemetry-sdk",
+    "prometheus_client",
 )
 
 
@@ -242,8 +261,54 @@ def compare(
                 ),
                 4,
             )
+    traced = ingest.get("interlink_receiver_traced", {})
+    if "each_repeat" in ours and "each_repeat" in traced:
+        comparison["ingest_traced_fraction_of_untraced"] = _traced_fraction(
+            ours, traced, top, informational
+        )
     comparison["informational"] = informational
     return comparison
+
+
+def _traced_fraction(
+    untraced: dict[str, Any],
+    traced: dict[str, Any],
+    top: dict[str, Any],
+    informational: dict[str, Any],
+) -> dict[str, Any]:
+    """Traced receiver's requests/s over the untraced one's, within each repeat (issue 8)."""
+    base = untraced["each_repeat"]
+    runs = traced["each_repeat"]
+    valid = untraced["all_runs_valid"] and traced["all_runs_valid"]
+    base_rps = [run["requests_per_s"] for run in base]
+    fraction = _target(
+        _ratios([run["requests_per_s"] for run in runs], base_rps),
+        ">=",
+        TARGET_TRACED_FRACTION,
+        3,
+        valid,
+    )
+    busy = [run["server_cpu_busy_fraction"] or 0.0 for run in base]
+    fraction["untraced_server_cpu_busy_each_repeat"] = busy
+    conclusive = statistics.median(busy) >= CPU_BOUND_BUSY
+    if "each_repeat" in top:
+        headroom = _ratios([run["requests_per_s"] for run in top["each_repeat"]], base_rps)
+        fraction["nginx_over_untraced_each_repeat"] = [round(h, 1) for h in headroom]
+        conclusive = conclusive and statistics.median(headroom) >= GENERATOR_HEADROOM
+    else:
+        conclusive = False
+    fraction["conclusive"] = conclusive
+    cpu = "server_cpu_us_per_request"
+    if all(run.get(cpu) for run in base + runs):
+        costs = [t[cpu] - u[cpu] for t, u in zip(runs, base, strict=True)]
+        informational["tracing_and_metrics_server_cpu_us_per_request_each_repeat"] = [
+            round(c, 1) for c in costs
+        ]
+        informational["untraced_over_traced_server_cpu_per_request"] = round(
+            statistics.median(_ratios([u[cpu] for u in base], [t[cpu] for t in runs])), 3
+        )
+    informational["interlink_receiver_traced_p99_ms"] = traced["p99_ms"]
+    return fraction
 
 
 def machine(
@@ -341,12 +406,16 @@ def run_benchmark(settings: Settings) -> dict[str, Any]:
         for name in (
             "ingest_rps_fraction_of_starlette_verify_only",
             "ingest_p99_ms_at_64_connections",
+            "ingest_traced_fraction_of_untraced",
         )
         if name not in checked
     ]
     verify_quiet = bool(checked["verify_1kb_over_svix"].get("conclusive"))
     fraction = checked.get("ingest_rps_fraction_of_starlette_verify_only", {})
-    ingest_conclusive = bool(fraction.get("conclusive", False))
+    traced_fraction = checked.get("ingest_traced_fraction_of_untraced", {})
+    ingest_conclusive = bool(fraction.get("conclusive", False)) and bool(
+        traced_fraction.get("conclusive", False)
+    )
     result["targets"] = {
         "pass": all(entry["pass"] for entry in checked.values()) and not missing,
         "each": {name: entry["pass"] for name, entry in checked.items()},
@@ -376,9 +445,9 @@ def _notes(
         notes.append(f"ingest targets not measured ({reasons or 'a case failed: see its errors'})")
     elif conclusive:
         notes.append(
-            "ingest conclusive: the verify-only baseline used its whole core and nginx served"
-            f" at least {GENERATOR_HEADROOM:g}x its rate with the same load generator, so the"
-            " fraction compares the servers' own costs"
+            "ingest conclusive: the verify-only baseline and the untraced receiver used their"
+            f" whole core and nginx served at least {GENERATOR_HEADROOM:g}x their rates with the"
+            " same load generator, so the fractions compare the servers' own costs"
         )
     elif "skipped" in ingest.get("nginx", {}):
         notes.append(
@@ -387,8 +456,8 @@ def _notes(
         )
     else:
         notes.append(
-            f"ingest not conclusive: the verify-only server was busy less than"
-            f" {CPU_BOUND_BUSY:.0%} of its core, or nginx served less than"
+            "ingest not conclusive: the verify-only server or the untraced receiver was busy"
+            f" less than {CPU_BOUND_BUSY:.0%} of its core, or nginx served less than"
             f" {GENERATOR_HEADROOM:g}x its rate (the load generator or other work on the"
             " machine limited the servers); rerun on a quiet machine"
         )
