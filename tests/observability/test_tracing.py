@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,49 +15,18 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from opentelemetry.util._once import Once
 
 from interlink.messaging import MessageContext, Reject, Worker, open_broker
 from interlink.observability import _tracing
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
 from interlink.testing import FakeUpstream
+from tests.polling import eventually
 from tests.webhooks.signing import KEY, SECRET, standard_headers
 
 BEARER = "tok-bearer-Zq8s1x9d"
 QUERY_KEY = "qk-Hh2v7Pz0"
 ADMIN = "adm-Ww3k5Lm2"
-
-
-def _reset_globals() -> None:
-    # What opentelemetry's own test utilities do: the API allows one provider per process.
-    trace._TRACER_PROVIDER_SET_ONCE = Once()
-    trace._TRACER_PROVIDER = None
-
-
-@pytest.fixture(autouse=True)
-def _no_provider() -> Iterator[None]:
-    _reset_globals()
-    yield
-    _reset_globals()
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """A global SDK provider exporting, synchronously, into memory."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    yield exporter
-    provider.shutdown()
-
-
-async def eventually(condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"still not {what} after {within}s"
-        await asyncio.sleep(0.01)
 
 
 def named(found: Sequence[ReadableSpan], name: str) -> list[ReadableSpan]:
