@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gc
+import importlib
 import os
 import shutil
 import sqlite3
@@ -316,11 +317,14 @@ def measure_ingest(
         return cases, reason
     if nginx is None:
         cases[0].skipped = "nginx is not installed (apt-get install nginx)"
-    missing = _receiver_missing()
+    missing = _missing(("interlink.webhooks",), "interlink.webhooks is not available")
     if missing:
         cases[2].skipped = cases[3].skipped = missing
     else:
-        cases[3].skipped = _observability_missing()
+        cases[3].skipped = _missing(
+            ("opentelemetry.sdk.trace", "prometheus_client"),
+            "tracing and metrics need the otel and service extras",
+        )
     body = json_body(INGEST_BODY)
     key = base64.b64decode(secret.removeprefix("whsec_"))
     run_id = uuid.uuid4().hex[:8]
@@ -427,12 +431,13 @@ def wait_quiet(pids: list[int], *, limit: float = 20.0, step: float = 0.25) -> f
     return None if last is not None else 0.0
 
 
-def _observability_missing() -> str | None:
+def _missing(modules: tuple[str, ...], why: str) -> str | None:
+    """``None`` when every module imports, else ``why`` and the import error."""
     try:
-        import opentelemetry.sdk.trace  # noqa: F401
-        import prometheus_client  # noqa: F401
+        for module in modules:
+            importlib.import_module(module)
     except ImportError as exc:
-        return f"tracing and metrics need the otel and service extras: {exc}"
+        return f"{why}: {exc}"
     return None
 
 
@@ -456,14 +461,6 @@ def _scrape(case: IngestCase) -> dict[str, Any]:
         elif line.startswith("# spans exported: "):
             spans = int(line.removeprefix("# spans exported: "))
     return {"webhooks_accepted_metric": accepted, "spans_exported": spans}
-
-
-def _receiver_missing() -> str | None:
-    try:
-        from interlink.webhooks import WebhookReceiver, WebhookSource  # type: ignore[attr-defined]  # noqa: F401
-    except ImportError as exc:
-        return f"interlink.webhooks.WebhookReceiver is not available: {exc}"
-    return None
 
 
 def summarize_ingest(case: IngestCase) -> dict[str, Any]:
