@@ -39,7 +39,7 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine, Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -214,24 +214,21 @@ def traced_publish(publish: P) -> P:
 
     The context goes into the message headers (``traceparent``, and
     ``tracestate``/baggage as the propagators say) unless the caller set a
-    ``traceparent``. Untraced, it costs one call and ``enabled()``.
+    ``traceparent``. The wrapper is a plain function that hands back the
+    coroutine to await: untraced, it adds one call and ``enabled()`` to a
+    publish, not a coroutine of its own (publish is on the webhook and message
+    hot paths).
     """
 
-    @functools.wraps(publish)
-    async def wrapper(
+    async def traced(
         self: Any,
         queue: str,
         body: object,
-        *,
-        message_id: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        delay: float | None = None,
-        key: str | None = None,
+        message_id: str | None,
+        headers: Mapping[str, str] | None,
+        delay: float | None,
+        key: str | None,
     ) -> str:
-        if not enabled():
-            return await publish(
-                self, queue, body, message_id=message_id, headers=headers, delay=delay, key=key
-            )
         attributes: dict[str, Any] = {
             "messaging.system": messaging_system(getattr(self, "url", "")),
             "messaging.operation.name": "publish",
@@ -246,7 +243,7 @@ def traced_publish(publish: P) -> P:
                 carrier: dict[str, str] = dict(headers) if headers is not None else {}
                 _propagate.inject(carrier, _api.set_span_in_context(span))
                 headers = carrier
-            sent = await publish(
+            sent: str = await publish(
                 self, queue, body, message_id=message_id, headers=headers, delay=delay, key=key
             )
         except BaseException as exc:
@@ -258,6 +255,23 @@ def traced_publish(publish: P) -> P:
             span.set_attribute("messaging.message.id", sent)
         span.end()
         return sent
+
+    @functools.wraps(publish)
+    def wrapper(
+        self: Any,
+        queue: str,
+        body: object,
+        *,
+        message_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+        key: str | None = None,
+    ) -> Awaitable[str]:
+        if not enabled():
+            return publish(
+                self, queue, body, message_id=message_id, headers=headers, delay=delay, key=key
+            )
+        return traced(self, queue, body, message_id, headers, delay, key)
 
     wrapper.__interlink_traced__ = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
