@@ -68,3 +68,29 @@ def pressure() -> dict[str, float] | None:
         fields = dict(part.split("=", 1) for part in line.split()[1:])
         out[f"{resource}_some_avg10_percent"] = float(fields["avg10"])
     return out
+
+
+def machine_facts(
+    load: tuple[float, float, float], pressure_before: Any, packages: Sequence[str]
+) -> dict[str, Any]:
+    """What every benchmark reports about where it ran: CPUs, Python, SQLite, load, pressure,
+    the versions of ``packages``."""
+    import os
+    import platform
+    import sqlite3
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": usable,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "sqlite_version": sqlite3.sqlite_version,
+        "load_average_at_start": [round(value, 2) for value in load],
+        "load_average_at_end": [round(value, 2) for value in os.getloadavg()],
+        "pressure_at_start": pressure_before,
+        "pressure_at_end": pressure(),
+        "packages": {package: package_version(package) for package in packages},
+    }

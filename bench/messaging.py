@@ -57,9 +57,7 @@ import argparse
 import asyncio
 import gc
 import os
-import platform
 import shutil
-import sqlite3
 import sys
 import tempfile
 import time
@@ -90,7 +88,7 @@ from _messaging_common import (
     publish_phase,
 )
 from _messaging_report import print_summary, summarize, targets
-from _report import chosen, package_version, pressure, progress_bar, report
+from _report import chosen, machine_facts, pressure, progress_bar, report
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "messaging.json"
@@ -399,22 +397,10 @@ def machine(
     before: Any,
     placement: str,
 ) -> dict[str, Any]:
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": usable,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "machine": platform.machine(),
-        "system": platform.system(),
-        "sqlite_version": sqlite3.sqlite_version,
+        **machine_facts(load, before, PACKAGES),
         "rabbitmq_server_version": rabbitmq,
         "temp_dir": str(workdir.parent),
-        "load_average_at_start": [round(value, 2) for value in load],
-        "load_average_at_end": [round(value, 2) for value in os.getloadavg()],
-        "pressure_at_start": before,
-        "pressure_at_end": pressure(),
-        "packages": {package: package_version(package) for package in PACKAGES},
         "event_loop": "asyncio (default policy)",
         "shared_cores": (
             "this process, its SQLite writer thread and the RabbitMQ server share the machine's"

@@ -78,9 +78,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import platform
 import signal
-import sqlite3
 import statistics
 import sys
 import time
@@ -90,7 +88,7 @@ from typing import Any
 
 from rich.console import Console
 
-from _report import package_version, pressure, progress_bar, report
+from _report import machine_facts, pressure, progress_bar, report
 from _webhooks_ingest import (
     CONNECTIONS,
     INGEST_BODY,
@@ -223,16 +221,7 @@ def compare(
         theirs_rps = [run["requests_per_s"] for run in base["each_repeat"]]
         valid = ours["all_runs_valid"] and base["all_runs_valid"]
         fraction = _target(_ratios(mine, theirs_rps), ">=", TARGET_INGEST_FRACTION, 3, valid)
-        base_busy = [run["server_cpu_busy_fraction"] or 0.0 for run in base["each_repeat"]]
-        fraction["baseline_server_cpu_busy_each_repeat"] = base_busy
-        conclusive = statistics.median(base_busy) >= CPU_BOUND_BUSY
-        if "each_repeat" in top:
-            headroom = _ratios([run["requests_per_s"] for run in top["each_repeat"]], theirs_rps)
-            fraction["nginx_over_baseline_each_repeat"] = [round(h, 1) for h in headroom]
-            conclusive = conclusive and statistics.median(headroom) >= GENERATOR_HEADROOM
-        else:
-            conclusive = False
-        fraction["conclusive"] = conclusive
+        _conclusive(fraction, base["each_repeat"], top, "baseline")
         comparison["ingest_rps_fraction_of_starlette_verify_only"] = fraction
         comparison["ingest_p99_ms_at_64_connections"] = _target(
             [run["p99_ms"] for run in ours["each_repeat"]],
@@ -270,6 +259,26 @@ def compare(
     return comparison
 
 
+def _conclusive(
+    fraction: dict[str, Any], base: list[dict[str, Any]], top: dict[str, Any], label: str
+) -> None:
+    """Flag ``fraction`` conclusive when its baseline server used its core and nginx (``top``)
+    served at least ``GENERATOR_HEADROOM`` times its rate with the same load generator."""
+    busy = [run["server_cpu_busy_fraction"] or 0.0 for run in base]
+    fraction[f"{label}_server_cpu_busy_each_repeat"] = busy
+    conclusive = statistics.median(busy) >= CPU_BOUND_BUSY
+    if "each_repeat" in top:
+        headroom = _ratios(
+            [run["requests_per_s"] for run in top["each_repeat"]],
+            [run["requests_per_s"] for run in base],
+        )
+        fraction[f"nginx_over_{label}_each_repeat"] = [round(h, 1) for h in headroom]
+        conclusive = conclusive and statistics.median(headroom) >= GENERATOR_HEADROOM
+    else:
+        conclusive = False
+    fraction["conclusive"] = conclusive
+
+
 def _traced_fraction(
     untraced: dict[str, Any],
     traced: dict[str, Any],
@@ -288,16 +297,7 @@ def _traced_fraction(
         3,
         valid,
     )
-    busy = [run["server_cpu_busy_fraction"] or 0.0 for run in base]
-    fraction["untraced_server_cpu_busy_each_repeat"] = busy
-    conclusive = statistics.median(busy) >= CPU_BOUND_BUSY
-    if "each_repeat" in top:
-        headroom = _ratios([run["requests_per_s"] for run in top["each_repeat"]], base_rps)
-        fraction["nginx_over_untraced_each_repeat"] = [round(h, 1) for h in headroom]
-        conclusive = conclusive and statistics.median(headroom) >= GENERATOR_HEADROOM
-    else:
-        conclusive = False
-    fraction["conclusive"] = conclusive
+    _conclusive(fraction, base, top, "untraced")
     cpu = "server_cpu_us_per_request"
     if all(run.get(cpu) for run in base + runs):
         costs = [t[cpu] - u[cpu] for t, u in zip(runs, base, strict=True)]
@@ -316,20 +316,8 @@ def machine(
     pressure_before: dict[str, float] | None,
     tools: dict[str, str | None],
 ) -> dict[str, Any]:
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": usable,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "machine": platform.machine(),
-        "system": platform.system(),
-        "sqlite_version": sqlite3.sqlite_version,
-        "load_average_at_start": [round(value, 2) for value in load],
-        "load_average_at_end": [round(value, 2) for value in os.getloadavg()],
-        "pressure_at_start": pressure_before,
-        "pressure_at_end": pressure(),
-        "packages": {package: package_version(package) for package in PACKAGES},
+        **machine_facts(load, pressure_before, PACKAGES),
         "wrk": {
             "path": tools["wrk"],
             "version": wrk_version(tools["wrk"]) if tools["wrk"] else None,
