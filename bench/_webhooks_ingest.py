@@ -304,9 +304,9 @@ def measure_ingest(
         ),
         IngestCase(
             "interlink_receiver_traced",
-            "the same receiver (its own SQLite file) with tracing and metrics on: OTel SDK"
-            " TracerProvider, ParentBased(TraceIdRatioBased(1.0)), BatchSpanProcessor to an"
-            " exporter that discards the spans (configure_tracing); a MetricsRecorder watching"
+            "the same receiver (its own SQLite file) with tracing and metrics on:"
+            " configure_tracing at sampling ratio 1.0 (interlink's LeanTracerProvider, spans"
+            " batched to an exporter that reads and discards them); a MetricsRecorder watching"
             " the receiver behind GET /metrics, scraped once after the timed runs",
         ),
     ]

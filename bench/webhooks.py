@@ -47,7 +47,11 @@ the same run:
    the stored messages; the exporter says how many spans it was handed: two
    per webhook). ``ingest_traced_fraction_of_untraced`` is (d)'s requests/s
    over (c)'s within each repeat, then the median; conclusive when (c) used
-   at least 85% of its core and nginx served at least 2x its rate.
+   at least 85% of its core and nginx served at least 2x its rate. The
+   provider's export thread completes each span (its ``SpanContext``,
+   attribute checks) before the exporter gets the batch; the exporter reads
+   every span, as a real one would; ``informational.export_side_us_per_span``
+   says, in-process, what recording and exporting cost per span.
 
 Each run records the servers' CPU (busy fraction, microseconds per request,
 and for uvicorn the event-loop thread apart from the others, SQLite's writer
@@ -308,7 +312,67 @@ def _traced_fraction(
             statistics.median(_ratios([u[cpu] for u in base], [t[cpu] for t in runs])), 3
         )
     informational["interlink_receiver_traced_p99_ms"] = traced["p99_ms"]
+    informational["export_side_us_per_span"] = export_side_cost()
     return fraction
+
+
+def export_side_cost(spans: int = 4000) -> dict[str, Any] | str:
+    """Where the traced case's tracing CPU goes: recording spans, and handing them to the exporter.
+
+    ``LeanTracerProvider`` records a span on the request path (start,
+    attributes, end, queued); its export thread completes each span's
+    ``ReadableSpan`` fields (the ``SpanContext``, attribute checks) and hands
+    the batch to the exporter. Measured in-process on ingest-shaped spans (a
+    SERVER span and its ``publish`` child), microseconds per span for each
+    half; the exporter reads every span and keeps nothing.
+    """
+    try:
+        from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+        from opentelemetry.trace import SpanKind
+
+        from interlink.observability._lean import LeanTracerProvider
+    except ImportError as exc:
+        return f"not measured: {exc}"
+
+    class Reading(SpanExporter):
+        def __init__(self) -> None:
+            self.spans = 0
+
+        def export(self, batch: Any) -> SpanExportResult:
+            for _span in batch:
+                self.spans += 1
+            return SpanExportResult.SUCCESS
+
+    exporter = Reading()
+    provider = LeanTracerProvider(exporter, sampling_ratio=1.0)
+    tracer = provider.get_tracer("interlink")
+    recording = exporting = 0.0
+    chunk = 1000  # below the default queue size (2048): nothing is dropped
+    for start in range(0, spans // 2, chunk // 2):
+        started = time.perf_counter()
+        for n in range(start, start + chunk // 2):
+            server = tracer.start_span(
+                "POST /webhooks/bench",
+                kind=SpanKind.SERVER,
+                attributes={"http.request.method": "POST", "http.route": "/webhooks/bench"},
+            )
+            child = server.start_child(  # type: ignore[attr-defined]
+                tracer, "publish bench.events", SpanKind.PRODUCER, {"messaging.message.id": str(n)}
+            )
+            child.end()
+            server.finish(
+                {"interlink.webhook.outcome": "accepted", "http.response.status_code": 202}
+            )
+        recording += time.perf_counter() - started
+        started = time.perf_counter()
+        provider.force_flush()
+        exporting += time.perf_counter() - started
+    provider.shutdown()
+    return {
+        "spans": exporter.spans,
+        "recording_us_per_span": round(recording / exporter.spans * 1e6, 2),
+        "export_thread_us_per_span": round(exporting / exporter.spans * 1e6, 2),
+    }
 
 
 def machine(

@@ -1,5 +1,6 @@
-"""Fixtures of the observability tests: no global tracer provider between tests, and an SDK
-provider exporting into memory for the tests that ask for ``spans``."""
+"""Fixtures of the observability tests: no global tracer provider between tests, and a provider
+exporting into memory for the tests that ask for ``spans``: the SDK's, and interlink's lean one
+(every test that uses ``spans`` runs against both)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.util._once import Once
+
+from interlink.observability._lean import LeanTracerProvider
 
 
 def _reset_globals() -> None:
@@ -26,12 +29,16 @@ def _no_provider() -> Iterator[None]:
     _reset_globals()
 
 
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """A global SDK provider exporting, synchronously, into memory."""
+@pytest.fixture(params=["sdk", "lean"])
+def spans(request: pytest.FixtureRequest) -> Iterator[InMemorySpanExporter]:
+    """A global provider exporting, synchronously, into memory: the SDK's or the lean one."""
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider: TracerProvider | LeanTracerProvider
+    if request.param == "sdk":
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    else:
+        provider = LeanTracerProvider(exporter, batch=False)
     trace.set_tracer_provider(provider)
     yield exporter
     provider.shutdown()

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -21,6 +21,7 @@ from interlink.core.errors import ConnectError, TransformError
 from interlink.messaging import MemoryBroker, Message
 from interlink.messaging._handler import build_handler
 from interlink.observability import _tracing, configure_tracing, tracing_enabled
+from interlink.observability._lean import LeanTracerProvider
 from interlink.service._config import TracingConfig
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
@@ -296,6 +297,6 @@ observability:
     )
     async with Service(load_config(path), http=False):
         provider = trace.get_tracer_provider()
-        assert isinstance(provider, TracerProvider)
+        assert isinstance(provider, LeanTracerProvider)
         assert provider.resource.attributes["service.name"] == "traced-svc"
-        assert "0.5" in provider.sampler.get_description()
+        assert provider.sampling_ratio == 0.5

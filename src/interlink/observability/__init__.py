@@ -1,7 +1,10 @@
 """Observability: structured logs with correlation ids and redaction, traces, metrics.
 
-Each part lives in its own module and exports its names here.
+Each part lives in its own module and exports its names here. ``LeanTracerProvider``
+is imported when first asked for: it needs the OpenTelemetry SDK, the rest does not.
 """
+
+from typing import Any
 
 from interlink.observability._logging import (
     CORRELATION_HEADER,
@@ -37,6 +40,7 @@ __all__ = [
     "REDACTOR",
     "REQUEST_ID_HEADER",
     "TRACEPARENT",
+    "LeanTracerProvider",
     "MetricsRecorder",
     "QueueSnapshot",
     "Redactor",
@@ -52,3 +56,11 @@ __all__ = [
     "tracing_enabled",
     "unbind_message",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LeanTracerProvider":
+        from interlink.observability._lean import LeanTracerProvider
+
+        return LeanTracerProvider
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -257,14 +257,11 @@ class WebhookReceiver:
         if source is None:
             await _respond(send, *_NOT_FOUND)
             return
-        if tracing.enabled():  # observability (tracing): the SERVER span of this request
-            await self._traced(source, scope, receive, send)
-        else:
+        if not tracing.enabled():
             await self._serve(source, scope, receive, send)
-
-    async def _traced(
-        self, source: WebhookSource, scope: Scope, receive: Receive, send: Send
-    ) -> None:
+            return
+        # Observability (tracing): the SERVER span of this request, here rather than in a
+        # coroutine of its own (this is the ingest path).
         span, token = tracing.start_webhook(source.name, source.path, scope)
         try:
             outcome, reason, status = await self._serve(source, scope, receive, send)

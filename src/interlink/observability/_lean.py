@@ -1,0 +1,808 @@
+"""A lean OpenTelemetry tracer provider: the API's spans, recorded cheaply, exported by the SDK's exporters.
+
+``configure_tracing`` sets this provider up for the service. It implements
+the OpenTelemetry *API* (``TracerProvider``, ``Tracer``, ``Span``), so every
+span made in the process (interlink's own, and any instrumentation library's)
+goes through it and joins the same traces, and it hands finished spans to the
+SDK's exporters (OTLP, console, in-memory, or one of the application's own) as
+the SDK's ``ReadableSpan``.
+
+Why by hand: the SDK's span costs too much for the webhook ingest path.
+Measured with callgrind on the receiver (docs/performance.md, "Tracing and
+metrics on ingest"): a webhook costs 246k instructions untraced and 691k with
+the SDK's two spans (the SERVER span and the ``publish`` PRODUCER span), that
+is 86 us of server CPU per webhook on this machine against a budget of 11 us
+(ingest keeping 85 % of its requests/s, issue 8). Most of it is the SDK's
+mutable span: four locks, a ``BoundedAttributes`` that validates every
+attribute as it is set, and at ``end`` a copy into the ``ReadableSpan`` the
+processors get. No lighter implementation of the API exists for Python, so
+this one records what a span needs in plain slots and a dict and does the
+rest when, and only if, an exporter reads the span:
+
+- ids, sampling (parent-based, a new trace kept by trace-id ratio as the
+  SDK's ``TraceIdRatioBased`` decides), the ``SpanContext`` (made on first
+  ``get_span_context``), status and exception events follow the SDK's rules;
+- a finished, sampled span is appended to a bounded queue; a daemon thread
+  hands batches to the exporter every ``OTEL_BSP_SCHEDULE_DELAY`` ms or when
+  a batch is full (the SDK's ``BatchSpanProcessor`` defaults and variables),
+  and ``force_flush``/``shutdown`` export what is left;
+- the batch is a ``Sequence[ReadableSpan]`` that builds each ``ReadableSpan``
+  (attributes bounded and validated by the API's ``BoundedAttributes``, with
+  the SDK's ``SpanLimits``) when the exporter reads it, in the exporting
+  thread, not on the request path.
+
+What it does not do: span processors other than the one batcher, tracer
+configurators, or the SDK's self-metrics. An application that needs those sets
+its own SDK ``TracerProvider`` before the service starts; interlink then uses
+that one (``configure_tracing`` keeps a provider set earlier).
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import logging
+import os
+import random
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Final, overload
+
+from opentelemetry import context as context_api
+from opentelemetry import trace as trace_api
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
+from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
+from opentelemetry.util import types
+
+from interlink.observability._tracing import EMPTY_STATE, SPAN_KEY
+
+__all__ = ["LeanTracerProvider"]
+
+_log = logging.getLogger("interlink.observability")
+
+_getrandbits = random.getrandbits
+_time_ns = time.time_ns
+_get_current_span = trace_api.get_current_span
+_get_current = context_api.get_current
+# What the SDK's span processors set around an export, so that the exporter's own HTTP
+# calls are not traced (an instrumented HTTP client would otherwise trace every export).
+_SUPPRESS: Final = getattr(context_api, "_SUPPRESS_INSTRUMENTATION_KEY", None)
+_Span = trace_api.Span
+
+_SAMPLED: Final = TraceFlags.SAMPLED
+_RANDOM: Final = TraceFlags.RANDOM_TRACE_ID
+_LOWER_64: Final = (1 << 64) - 1
+_EMPTY_STATE: Final = EMPTY_STATE
+_UNSET: Final = Status(StatusCode.UNSET)
+_INTERNAL: Final = SpanKind.INTERNAL
+_PLAIN: Final = frozenset({str, int, float, bool})  # attribute values that need no validation
+_TRACE_FLAGS: Final = tuple(TraceFlags(flags) for flags in range(256))
+_FLAGS: Final = tuple(f"-{flags:02x}" for flags in range(256))
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        _log.warning("%s=%r is not an integer; using %d", name, raw, default)
+        return default
+    if value <= 0:
+        _log.warning("%s=%r is not positive; using %d", name, raw, default)
+        return default
+    return value
+
+
+# The fields the SDK's ReadableSpan keeps what its constructor is given in (its properties read
+# them). LeanSpan keeps its own record in exactly those fields, so an ended LeanSpan *is* the
+# ReadableSpan an exporter gets (the SDK's own span class does the same), instead of a copy
+# built per span. ``_layout_matches`` checks it against the installed SDK at import; if a
+# release ever keeps them otherwise, each span is copied into a ReadableSpan built with the
+# public constructor instead (``LeanSpan.readable``).
+_LAYOUT: Final = {
+    "name": "_name",
+    "context": "_context",
+    "parent": "_parent",
+    "resource": "_resource",
+    "attributes": "_attributes",
+    "events": "_events",
+    "links": "_links",
+    "kind": "_kind",
+    "instrumentation_info": "_instrumentation_info",
+    "status": "_status",
+    "start_time": "_start_time",
+    "end_time": "_end_time",
+    "instrumentation_scope": "_instrumentation_scope",
+}
+
+
+def _layout_matches() -> bool:
+    given: dict[str, Any] = {
+        "name": "probe",
+        "context": SpanContext(1, 2, False),
+        "parent": SpanContext(1, 3, True),
+        "resource": Resource.create({}),
+        "attributes": {"a": 1},
+        "events": (),
+        "links": (),
+        "kind": SpanKind.CLIENT,
+        "instrumentation_info": None,
+        "status": Status(StatusCode.OK),
+        "start_time": 1,
+        "end_time": 2,
+        "instrumentation_scope": InstrumentationScope("probe"),
+    }
+    try:
+        probe = ReadableSpan(**given)
+        stored = vars(probe)
+    except Exception:  # pragma: no cover - an SDK whose constructor differs
+        return False
+    return set(stored) == set(_LAYOUT.values()) and all(
+        stored[field] is given[name] for name, field in _LAYOUT.items()
+    )
+
+
+_SHARED_LAYOUT: Final = _layout_matches()
+
+
+class LeanSpan(trace_api.Span, ReadableSpan):
+    """A recording span that is also the ``ReadableSpan`` exporters get once it has ended.
+
+    While it runs: ids, flags and trace state in plain fields, attributes in
+    a dict, the ``SpanContext`` made on first ``get_span_context``. The
+    fields the ``ReadableSpan`` properties read are filled as the SDK's span
+    fills them; ``_prepare`` (in the export thread) completes what the
+    request path left out: the context, and attributes that need validating.
+    """
+
+    _attributes: dict[str, Any]  # a BoundedAttributes once _prepare found values to check
+
+    # What most spans never set, as class defaults: no store per span.
+    _context: SpanContext | None = None
+    _events: BoundedList[Event] | tuple[()] = ()
+    _links: BoundedList[Link] | tuple[()] = ()
+    _status: Status = _UNSET
+    _end_time: int | None = None
+    _instrumentation_info = None
+    _dropped_attributes = 0
+    _record_exception = True
+    _set_status_on_exception = True
+
+    def __init__(
+        self,
+        tracer: _LeanTracer,
+        name: str,
+        trace_id: int,
+        span_id: int,
+        flags: int,
+        trace_state: TraceState,
+        parent: SpanContext | None,
+        kind: SpanKind,
+        attributes: dict[str, Any],
+        start_time: int,
+    ) -> None:
+        self._tracer = tracer
+        self._name = name
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.flags = flags
+        self.trace_state = trace_state
+        self._parent = parent
+        self._kind = kind
+        self._attributes = attributes
+        self._start_time = start_time
+        self._resource = tracer.resource
+        self._instrumentation_scope = tracer.scope
+
+    # -- the API ------------------------------------------------------------------------------
+    def get_span_context(self) -> SpanContext:
+        context = self._context
+        if context is None:
+            context = self._context = SpanContext(
+                self.trace_id, self.span_id, False, _TRACE_FLAGS[self.flags], self.trace_state
+            )
+        return context
+
+    def start_child(
+        self, tracer: trace_api.Tracer, name: str, kind: SpanKind, attributes: dict[str, Any]
+    ) -> LeanSpan | None:
+        """A child of this recording span, started now, without the tracer's general path.
+
+        What ``start_span`` with this span's context would make (same trace,
+        flags and state; a parent that records is sampled), for callers that
+        hold the parent already (the ``publish`` span on the ingest path).
+        ``tracer`` is the child's (its instrumentation scope). ``attributes``
+        becomes the child's own: pass a fresh dict. ``None`` once this span
+        has ended or when ``tracer`` is not a lean one (the caller then takes
+        the general path).
+        """
+        if self._end_time is not None or type(tracer) is not _LeanTracer:
+            return None
+        span_id = _getrandbits(64)
+        while not span_id:  # pragma: no cover - one chance in 2**64
+            span_id = _getrandbits(64)
+        return LeanSpan(
+            tracer,
+            name,
+            self.trace_id,
+            span_id,
+            self.flags,
+            self.trace_state,
+            self.get_span_context(),
+            kind,
+            attributes,
+            _time_ns(),
+        )
+
+    def traceparent(self) -> str:
+        """This span's W3C ``traceparent`` header value."""
+        # bytes.hex is about twice as fast as format(..., "032x") on a 128-bit int.
+        return (
+            "00-"
+            + self.trace_id.to_bytes(16, "big").hex()
+            + "-"
+            + self.span_id.to_bytes(8, "big").hex()
+            + _FLAGS[self.flags]
+        )
+
+    def is_recording(self) -> bool:
+        return self._end_time is None
+
+    def set_attribute(self, key: str, value: types.AnyValue) -> None:
+        if self._end_time is not None:
+            self._after_end("set_attribute")
+            return
+        attributes = self._attributes
+        if key in attributes:
+            del attributes[key]  # set again: now the newest, as in the SDK
+        elif len(attributes) >= self._tracer.limits_attributes:
+            del attributes[next(iter(attributes))]  # full: the oldest goes, as in the SDK
+            self._dropped_attributes += 1
+        attributes[key] = value
+
+    def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
+        if self._end_time is not None:
+            self._after_end("set_attributes")
+            return
+        mine = self._attributes
+        if len(mine) + len(attributes) <= self._tracer.limits_attributes:
+            mine.update(attributes)
+            return
+        for key, value in attributes.items():
+            self.set_attribute(key, value)
+
+    def add_event(
+        self,
+        name: str,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+    ) -> None:
+        if self._end_time is not None:
+            self._after_end("add_event")
+            return
+        events = self._events
+        if not events:
+            events = self._events = BoundedList(self._tracer.limits.max_events)
+        limits = self._tracer.limits
+        events.append(
+            Event(
+                name,
+                BoundedAttributes(
+                    limits.max_event_attributes,
+                    attributes,
+                    immutable=True,
+                    max_value_len=limits.max_attribute_length,
+                ),
+                timestamp or _time_ns(),
+            )
+        )
+
+    def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
+        if self._end_time is not None:
+            self._after_end("add_link")
+            return
+        link = self._tracer.link(context, attributes)
+        if link is not None:
+            if not self._links:
+                self._links = BoundedList(self._tracer.limits.max_links)
+            self._links.append(link)
+
+    def update_name(self, name: str) -> None:
+        if self._end_time is not None:
+            self._after_end("update_name")
+            return
+        self._name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        if self._end_time is not None:
+            self._after_end("set_status")
+            return
+        # The SDK's rules: OK is final, UNSET is ignored, a description only with a code.
+        if self._status.status_code is StatusCode.OK:
+            return
+        if isinstance(status, Status):
+            if status.status_code is StatusCode.UNSET:
+                return
+            if description is not None:
+                _log.warning(
+                    "Description %s ignored. Use either `Status` or `(StatusCode, Description)`",
+                    description,
+                )
+            self._status = status
+        elif status is not StatusCode.UNSET:
+            self._status = Status(status, description)
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        module = type(exception).__module__
+        qualname = type(exception).__qualname__
+        recorded: dict[str, types.AnyValue] = {
+            "exception.type": f"{module}.{qualname}"
+            if module and module != "builtins"
+            else qualname,
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(traceback.format_exception(exception)),
+            "exception.escaped": str(escaped),
+        }
+        if attributes:
+            recorded.update(attributes)
+        self.add_event("exception", recorded, timestamp)
+
+    def finish(self, attributes: Mapping[str, types.AnyValue]) -> None:
+        """``set_attributes(attributes)`` then ``end()``, in one call (the ingest path's)."""
+        mine = self._attributes
+        if self._end_time is None and len(mine) + len(attributes) <= self._tracer.limits_attributes:
+            mine.update(attributes)
+            self._end_time = _time_ns()
+            self._tracer.on_end(self)
+            return
+        self.set_attributes(attributes)
+        self.end()
+
+    def end(self, end_time: int | None = None) -> None:
+        if self._end_time is not None:
+            _log.warning("Calling end() on an ended span.")
+            return
+        self._end_time = end_time or _time_ns()
+        self._tracer.on_end(self)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        if exc_val is not None and self._end_time is None:
+            if self._record_exception:
+                self.record_exception(exc_val, escaped=True)
+            if self._set_status_on_exception:
+                self.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
+        self.end()
+
+    def __repr__(self) -> str:
+        return (
+            f'LeanSpan(name="{self._name}", trace_id=0x{self.trace_id:032x},'
+            f" span_id=0x{self.span_id:016x})"
+        )
+
+    def _after_end(self, what: str) -> None:
+        _log.warning("Tried to %s on an ended span (%s).", what, self._name)
+
+    # -- export ------------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        """Complete the ``ReadableSpan`` fields (export thread): context, checked attributes."""
+        if self._context is None:
+            self.get_span_context()
+        limits = self._tracer.limits
+        attributes = self._attributes
+        if (
+            self._dropped_attributes
+            or limits.max_span_attribute_length is not None
+            or not _PLAIN.issuperset(map(type, attributes.values()))
+        ) and not isinstance(attributes, BoundedAttributes):
+            # Validated (sequences checked, bad values dropped with the SDK's warning),
+            # truncated and counted as the SDK does; plain values need none of it.
+            bounded = BoundedAttributes(
+                limits.max_span_attributes,
+                attributes,
+                immutable=True,
+                max_value_len=limits.max_span_attribute_length,
+            )
+            bounded.dropped += self._dropped_attributes
+            self._attributes = bounded  # type: ignore[assignment]
+
+    def readable(self) -> ReadableSpan:
+        """A ``ReadableSpan`` copy of this ended span, built with the public constructor."""
+        self._prepare()
+        return ReadableSpan(
+            name=self._name,
+            context=self._context,
+            parent=self._parent,
+            resource=self._resource,
+            attributes=self._attributes,
+            events=tuple(self._events),
+            links=tuple(self._links),
+            kind=self._kind,
+            status=self._status,
+            start_time=self._start_time,
+            end_time=self._end_time,
+            instrumentation_scope=self._instrumentation_scope,
+        )
+
+
+class _Readable(Sequence[ReadableSpan]):
+    """A batch handed to an exporter: each ``ReadableSpan`` is built when it is read."""
+
+    __slots__ = ("_spans",)
+
+    def __init__(self, spans: list[LeanSpan]) -> None:
+        self._spans = spans
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    @overload
+    def __getitem__(self, index: int) -> ReadableSpan: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[ReadableSpan]: ...
+
+    def __getitem__(self, index: int | slice) -> ReadableSpan | Sequence[ReadableSpan]:
+        if isinstance(index, slice):
+            return [span.readable() for span in self._spans[index]]
+        return self._spans[index].readable()
+
+    def __iter__(self) -> Iterator[ReadableSpan]:
+        for span in self._spans:
+            yield span.readable()
+
+
+class _Batcher:
+    """Finished spans to the exporter: a bounded queue, batches, one daemon thread.
+
+    ``batch=False`` exports each span as it ends, in the ending thread (what
+    the SDK's ``SimpleSpanProcessor`` does): for tests and the console.
+    """
+
+    def __init__(self, exporter: SpanExporter, *, batch: bool) -> None:
+        self.exporter = exporter
+        self.batch = batch
+        self.schedule_delay = _env_int("OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
+        self.max_queue = _env_int("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
+        self.batch_size = min(_env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512), self.max_queue)
+        self.queue: collections.deque[LeanSpan] = collections.deque()
+        self.dropped = 0
+        self._export_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._woken = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        os.register_at_fork(after_in_child=self._forked)
+
+    def on_end(self, span: LeanSpan) -> None:
+        if self._closed:
+            return
+        if not self.batch:
+            with self._export_lock:
+                self._export([span])
+            return
+        queue = self.queue
+        if len(queue) >= self.max_queue:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 10_000 == 0:
+                _log.warning(
+                    "tracing: the span queue is full (%d); %d spans dropped so far"
+                    " (OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_SCHEDULE_DELAY)",
+                    self.max_queue,
+                    self.dropped,
+                )
+            return
+        queue.append(span)
+        if self._thread is None:
+            self._start()
+        if len(queue) >= self.batch_size and not self._woken:
+            # Once: until the thread runs, later spans must not pay for Event.set's lock again.
+            self._woken = True
+            self._wake.set()
+
+    def _forked(self) -> None:
+        # Threads and locks do not survive a fork: the child starts afresh with its first span.
+        self._thread = None
+        self._export_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._woken = False
+        self.queue.clear()  # the parent's spans: the parent exports them
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="interlink-span-export", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.schedule_delay)
+            self._wake.clear()
+            self._woken = False
+            self._drain(until_empty=False)
+
+    def _drain(self, *, until_empty: bool, deadline: float | None = None) -> bool:
+        """Export batches; all of them when ``until_empty``, else while a full batch waits."""
+        queue = self.queue
+        while queue:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            with self._export_lock:
+                popleft = queue.popleft
+                batch = [popleft() for _ in range(min(len(queue), self.batch_size))]
+                if batch:
+                    self._export(batch)
+            if not until_empty and len(queue) < self.batch_size:
+                break
+        return True
+
+    def _export(self, spans: list[LeanSpan]) -> None:
+        token = (
+            None
+            if _SUPPRESS is None
+            else context_api.attach(context_api.set_value(_SUPPRESS, True))
+        )
+        try:
+            if _SHARED_LAYOUT:
+                for span in spans:
+                    span._prepare()
+                self.exporter.export(spans)
+            else:  # pragma: no cover - an SDK that keeps a ReadableSpan's fields otherwise
+                self.exporter.export(_Readable(spans))
+        except Exception:
+            _log.exception("tracing: the exporter failed; %d spans lost", len(spans))
+        finally:
+            if token is not None:
+                context_api.detach(token)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        deadline = time.monotonic() + timeout_millis / 1000
+        if not self._drain(until_empty=True, deadline=deadline):
+            return False
+        # The thread may be exporting a batch it took before: done once the lock is free.
+        if not self._export_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return False
+        self._export_lock.release()
+        return True
+
+    def shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(timeout=self.schedule_delay + 30)
+        self._drain(until_empty=True)
+        self.exporter.shutdown()
+
+
+class _LeanTracer(trace_api.Tracer):
+    def __init__(self, provider: LeanTracerProvider, scope: InstrumentationScope) -> None:
+        self.provider = provider
+        self.scope = scope
+        self.resource = provider.resource
+        self.batcher = provider.batcher
+        self.on_end = provider.batcher.on_end
+        self.limits = provider.limits
+        self.limits_attributes = provider.limits.max_span_attributes or 128
+
+    def link(self, context: SpanContext, attributes: types.Attributes) -> Link | None:
+        """A link as the SDK keeps it (attributes bounded), or ``None`` for one it leaves out."""
+        if not context or not (context.is_valid or attributes or context.trace_state):
+            return None
+        limits = self.limits
+        return Link(
+            context,
+            BoundedAttributes(
+                limits.max_link_attributes,
+                attributes,
+                immutable=True,
+                max_value_len=limits.max_attribute_length,
+            ),
+        )
+
+    def start_span(
+        self,
+        name: str,
+        context: context_api.Context | None = None,
+        kind: SpanKind = _INTERNAL,
+        attributes: types.Attributes = None,
+        links: Sequence[Link] | None = (),
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> trace_api.Span:
+        if SPAN_KEY is None:  # pragma: no cover - see _tracing._find_span_key
+            current: object = _get_current_span(context)
+        else:
+            current = (context if context is not None else _get_current()).get(SPAN_KEY)
+        trace_state = _EMPTY_STATE
+        parent: SpanContext | None
+        if type(current) is LeanSpan:  # the usual case: a child of one of ours, in process
+            trace_id = current.trace_id
+            parent_flags = current.flags
+            parent = current.get_span_context()
+            trace_state = current.trace_state
+            sampled = parent_flags & _SAMPLED
+            flags = parent_flags & (_SAMPLED | _RANDOM)
+        else:
+            remote = (
+                None
+                if current is None or not isinstance(current, _Span)
+                else current.get_span_context()
+            )
+            if remote is not None and remote.is_valid:
+                trace_id = remote.trace_id
+                parent_flags = remote.trace_flags
+                parent = remote
+                if remote.trace_state:  # else the shared empty one, which _inject recognises
+                    trace_state = remote.trace_state
+                sampled = parent_flags & _SAMPLED
+                flags = parent_flags & (_SAMPLED | _RANDOM)
+            else:
+                parent = None
+                trace_id = _getrandbits(128)
+                while not trace_id:  # pragma: no cover - one chance in 2**128
+                    trace_id = _getrandbits(128)
+                sampled = (trace_id & _LOWER_64) < self.provider.bound
+                flags = _RANDOM | _SAMPLED if sampled else _RANDOM
+        span_id = _getrandbits(64)
+        while not span_id:  # pragma: no cover - one chance in 2**64
+            span_id = _getrandbits(64)
+        if not sampled:
+            return NonRecordingSpan(
+                SpanContext(trace_id, span_id, False, _TRACE_FLAGS[flags], trace_state)
+            )
+        recorded: dict[str, Any] = {}
+        if attributes and len(attributes) <= self.limits_attributes:
+            recorded = dict(attributes)
+        span = LeanSpan(
+            self,
+            name,
+            trace_id,
+            span_id,
+            flags,
+            trace_state,
+            parent,
+            kind,
+            recorded,
+            start_time or _time_ns(),
+        )
+        if attributes and not recorded:  # more than the limit: the SDK keeps the last ones
+            for key, value in attributes.items():
+                span.set_attribute(key, value)
+        if links:
+            kept = [self.link(link.context, link.attributes) for link in links if link]
+            span._links = BoundedList.from_seq(
+                self.limits.max_links, [link for link in kept if link is not None]
+            )
+        if not record_exception:
+            span._record_exception = False
+        if not set_status_on_exception:
+            span._set_status_on_exception = False
+        return span
+
+    @contextlib.contextmanager  # the API's own decorator is private; this one is equivalent
+    def start_as_current_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: context_api.Context | None = None,
+        kind: SpanKind = _INTERNAL,
+        attributes: types.Attributes = None,
+        links: Sequence[Link] | None = (),
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[trace_api.Span]:
+        span = self.start_span(
+            name,
+            context,
+            kind,
+            attributes,
+            links,
+            start_time,
+            record_exception,
+            set_status_on_exception,
+        )
+        with trace_api.use_span(
+            span,
+            end_on_exit=end_on_exit,
+            record_exception=record_exception,
+            set_status_on_exception=set_status_on_exception,
+        ) as current:
+            yield current
+
+
+class LeanTracerProvider(trace_api.TracerProvider):
+    """The service's tracer provider (see the module's docstring).
+
+    ``sampling_ratio`` keeps that share of new traces (a span with a parent
+    follows the parent's sampled flag); ``batch=False`` exports each span as
+    it ends. ``shutdown`` (also run at exit) exports what is queued and shuts
+    the exporter down.
+    """
+
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        *,
+        resource: Resource | None = None,
+        sampling_ratio: float = 1.0,
+        batch: bool = True,
+        limits: SpanLimits | None = None,
+    ) -> None:
+        if not 0.0 <= sampling_ratio <= 1.0:
+            raise ValueError(f"sampling_ratio must be within [0, 1], got {sampling_ratio}")
+        self.resource = resource if resource is not None else Resource.create({})
+        self.sampling_ratio = sampling_ratio
+        # What the SDK's TraceIdRatioBased keeps: the trace id's lower 64 bits below the bound.
+        self.bound = round(sampling_ratio * (_LOWER_64 + 1))
+        self.limits = limits if limits is not None else SpanLimits()
+        self.batcher = _Batcher(exporter, batch=batch)
+        self._tracers: dict[tuple[str, str | None, str | None], _LeanTracer] = {}
+        self._lock = threading.Lock()
+        atexit.register(self.shutdown)
+
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: types.Attributes = None,
+    ) -> trace_api.Tracer:
+        key = (instrumenting_module_name, instrumenting_library_version, schema_url)
+        with self._lock:
+            tracer = self._tracers.get(key)
+            if tracer is None or attributes:
+                scope = InstrumentationScope(
+                    instrumenting_module_name or "",
+                    instrumenting_library_version,
+                    schema_url,
+                    attributes,
+                )
+                tracer = _LeanTracer(self, scope)
+                if not attributes:
+                    self._tracers[key] = tracer
+        return tracer
+
+    @property
+    def dropped_spans(self) -> int:
+        """Spans dropped because the export queue was full."""
+        return self.batcher.dropped
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Export every finished span now; ``False`` when ``timeout_millis`` ran out first."""
+        return self.batcher.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        """Export what is queued, stop the export thread, shut the exporter down (once)."""
+        self.batcher.shutdown()
+        atexit.unregister(self.shutdown)
