@@ -61,6 +61,7 @@ LOG = "interlink.observability"
 W3C = TraceContextTextMapPropagator()
 
 Make = Callable[..., LeanTracerProvider]
+HELD: list[threading.Event] = []  # the gates of held exports, released after each test
 
 
 @pytest.fixture
@@ -74,6 +75,9 @@ def lean() -> Iterator[Make]:
         return provider
 
     yield make
+    for gate in HELD:  # a test that failed while an export was held: let it go
+        gate.set()
+    HELD.clear()
     for provider in made:
         provider.shutdown()
 
@@ -122,8 +126,14 @@ class Recorder(SpanExporter):
         self.batches: list[list[str]] = []
         self.shutdowns = 0
         self.failures = 0  # how many next exports raise
-        self.gate: threading.Event | None = None  # when set up, an export waits for it
+        self.gate: threading.Event | None = None  # set up by hold: an export waits for it
         self.entered = threading.Event()
+
+    def hold(self) -> threading.Event:
+        """Make every export wait until the returned event is set."""
+        self.gate = threading.Event()
+        HELD.append(self.gate)
+        return self.gate
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         self.entered.set()
@@ -587,10 +597,13 @@ def test_a_kept_attribute_may_be_set_again_on_a_full_span(lean: Make) -> None:
     assert done.dropped_attributes == 0
 
 
+@pytest.mark.parametrize("limit", [2, 0, SpanLimits.UNSET], ids=["at most 2", "none", "no limit"])
 @pytest.mark.parametrize("how", ["at start", "set_attribute", "set_attributes"])
-def test_a_full_span_keeps_the_attributes_the_sdk_keeps(how: str, lean: Make) -> None:
+def test_a_span_keeps_the_attributes_the_sdk_keeps(how: str, limit: int, lean: Make) -> None:
+    # Without a limit, more than the default one (128).
+    given = {f"key {n}": n for n in range(130 if limit == SpanLimits.UNSET else 3)}
+
     def kept(provider: trace.TracerProvider, exporter: InMemorySpanExporter) -> dict[str, Any]:
-        given = {"a": 1, "b": 2, "c": 3}
         span = provider.get_tracer("limits").start_span(
             "limited", attributes=given if how == "at start" else None
         )
@@ -603,12 +616,54 @@ def test_a_full_span_keeps_the_attributes_the_sdk_keeps(how: str, lean: Make) ->
         [done] = exporter.get_finished_spans()
         return {"kept": dict(done.attributes or {}), "dropped": done.dropped_attributes}
 
-    limits = SpanLimits(max_span_attributes=2)
+    limits = SpanLimits(max_span_attributes=limit)
     sdk_spans, lean_spans = InMemorySpanExporter(), InMemorySpanExporter()
     sdk = sdk_provider(sdk_spans, limits=limits)
     expected = kept(sdk, sdk_spans)
     sdk.shutdown()
     assert kept(lean(lean_spans, batch=False, limits=limits), lean_spans) == expected
+
+
+def on_both(
+    lean: Make, record: Callable[[trace.Span], None], limits: SpanLimits | None = None
+) -> tuple[ReadableSpan, ReadableSpan]:
+    """The span ``record`` fills, as the SDK exports it and as the lean provider does."""
+    found: list[ReadableSpan] = []
+    makers: list[Callable[[InMemorySpanExporter], Any]] = [
+        lambda exporter: sdk_provider(exporter, limits=limits),
+        lambda exporter: lean(exporter, batch=False, limits=limits),
+    ]
+    for make in makers:
+        exporter = InMemorySpanExporter()
+        provider = make(exporter)
+        span = provider.get_tracer("both").start_span("span")
+        record(span)
+        span.end()
+        [done] = exporter.get_finished_spans()
+        found.append(done)
+        provider.shutdown()
+    return found[0], found[1]
+
+
+def test_an_attribute_value_is_the_one_given_when_it_was_set(lean: Make) -> None:
+    def record(span: trace.Span) -> None:
+        tags = ["a"]
+        span.set_attribute("tags", tags)
+        tags.append("added after")
+
+    sdk, mine = on_both(lean, record)
+    assert dict(sdk.attributes or {}) == {"tags": ("a",)}
+    assert dict(mine.attributes or {}) == dict(sdk.attributes or {})
+
+
+def test_an_invalid_attribute_key_is_dropped_as_the_sdk_drops_it(lean: Make) -> None:
+    def record(span: trace.Span) -> None:
+        span.set_attribute("", 1)
+        span.set_attribute("ok", 2)
+
+    sdk, mine = on_both(lean, record)
+    assert (dict(sdk.attributes or {}), sdk.dropped_attributes) == ({"ok": 2}, 1)
+    assert (dict(mine.attributes or {}), mine.dropped_attributes) == ({"ok": 2}, 1)
 
 
 def test_events_beyond_the_maximum_are_capped(lean: Make) -> None:
@@ -687,6 +742,30 @@ def test_the_schedule_delay_exports_a_partial_batch(
     wait_for(lambda: len(exporter.names()) == 4, "exported again")
 
 
+def test_spans_ended_from_many_threads_are_each_exported_once(
+    monkeypatch: pytest.MonkeyPatch, lean: Make
+) -> None:
+    bsp(monkeypatch, delay="5", batch="64", queue="100000")
+    exporter = Recorder()
+    provider = lean(exporter)
+    start = threading.Barrier(8)
+
+    def work(worker: int) -> None:
+        start.wait()
+        end_spans(provider, *(f"{worker}/{n}" for n in range(500)))
+
+    workers = [threading.Thread(target=work, args=(worker,)) for worker in range(8)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    assert provider.force_flush()
+    names = exporter.names()
+    assert sorted(names) == sorted(f"{w}/{n}" for w in range(8) for n in range(500))
+    assert all(len(batch) <= 64 for batch in exporter.batches)
+    assert provider.dropped_spans == 0
+
+
 def test_force_flush_exports_everything_now(monkeypatch: pytest.MonkeyPatch, lean: Make) -> None:
     bsp(monkeypatch, delay=HUGE, batch=HUGE, queue=HUGE)
     exporter = Recorder()
@@ -704,17 +783,17 @@ def test_force_flush_returns_once_an_export_under_way_is_done(
 ) -> None:
     bsp(monkeypatch, delay=HUGE, batch="1")
     exporter = Recorder()
-    exporter.gate = threading.Event()
+    gate = exporter.hold()
     provider = lean(exporter)
     end_spans(provider, "in flight")
     assert exporter.entered.wait(10)  # the thread took the span and is exporting it
-    release = threading.Timer(0.2, exporter.gate.set)
+    release = threading.Timer(0.2, gate.set)
     release.start()
     try:
         assert provider.force_flush()
         assert exporter.names() == ["in flight"]
     finally:
-        exporter.gate.set()
+        gate.set()
         release.cancel()
 
 
@@ -742,12 +821,12 @@ def test_shutdown_exports_the_rest_and_shuts_the_exporter_down_once(
     assert exporter.shutdowns == 1
 
 
-def test_a_full_queue_drops_counts_and_warns_once(
+def test_a_full_queue_drops_the_oldest_counts_and_warns_once(
     monkeypatch: pytest.MonkeyPatch, lean: Make, caplog: pytest.LogCaptureFixture
 ) -> None:
     bsp(monkeypatch, delay=HUGE, queue="4", batch="4")
     exporter = Recorder()
-    exporter.gate = threading.Event()
+    gate = exporter.hold()
     provider = lean(exporter)
     taken = [f"taken {n}" for n in range(4)]
     queued = [f"queued {n}" for n in range(4)]
@@ -761,9 +840,10 @@ def test_a_full_queue_drops_counts_and_warns_once(
     warnings = [r for r in caplog.records if r.name == LOG and r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "full" in warnings[0].getMessage()
-    exporter.gate.set()
+    gate.set()
     assert provider.force_flush()
-    assert exporter.names() == taken + queued
+    # As in the SDK's BatchSpanProcessor, the oldest queued spans gave way to the newest.
+    assert exporter.names() == [*taken, "queued 3", "dropped 1", "dropped 2", "dropped 3"]
 
 
 @pytest.mark.parametrize(
@@ -795,7 +875,7 @@ def test_a_bad_batching_variable_is_warned_about_and_ignored(
 def test_a_bad_queue_size_falls_back_to_2048(monkeypatch: pytest.MonkeyPatch, lean: Make) -> None:
     bsp(monkeypatch, delay=HUGE, queue="abc", batch="1")
     exporter = Recorder()
-    exporter.gate = threading.Event()
+    gate = exporter.hold()
     provider = lean(exporter)
     end_spans(provider, "taken")
     assert exporter.entered.wait(10)  # the thread holds it: the queue is empty
@@ -803,7 +883,7 @@ def test_a_bad_queue_size_falls_back_to_2048(monkeypatch: pytest.MonkeyPatch, le
     assert provider.dropped_spans == 0
     end_spans(provider, "dropped")
     assert provider.dropped_spans == 1
-    exporter.gate.set()
+    gate.set()
     assert provider.force_flush()
     assert len(exporter.names()) == 2049
 

@@ -45,9 +45,11 @@ import contextlib
 import logging
 import os
 import random
+import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, overload
@@ -93,7 +95,15 @@ _LOWER_64: Final = (1 << 64) - 1
 _EMPTY_STATE: Final = EMPTY_STATE
 _UNSET: Final = Status(StatusCode.UNSET)
 _INTERNAL: Final = SpanKind.INTERNAL
+_KEYS: Final = frozenset({str})
 _PLAIN: Final = frozenset({str, int, float, bool})  # attribute values that need no validation
+
+
+def _plain(attributes: Mapping[str, Any]) -> bool:
+    """Every value a str, int, float or bool: nothing to copy or check when set."""
+    return _PLAIN.issuperset(map(type, attributes.values()))
+
+
 _TRACE_FLAGS: Final = tuple(TraceFlags(flags) for flags in range(256))
 _FLAGS: Final = tuple(f"-{flags:02x}" for flags in range(256))
 
@@ -270,12 +280,16 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         if self._end_time is not None:
             self._after_end("set_attribute")
             return
+        if type(value) not in _PLAIN and isinstance(value, Sequence) and not isinstance(value, str):
+            value = tuple(value)  # the value as it is now, as the SDK keeps it
         attributes = self._attributes
         if key in attributes:
             del attributes[key]  # set again: now the newest, as in the SDK
         elif len(attributes) >= self._tracer.limits_attributes:
-            del attributes[next(iter(attributes))]  # full: the oldest goes, as in the SDK
             self._dropped_attributes += 1
+            if not attributes:  # a limit of 0
+                return
+            del attributes[next(iter(attributes))]  # full: the oldest goes, as in the SDK
         attributes[key] = value
 
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
@@ -283,7 +297,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             self._after_end("set_attributes")
             return
         mine = self._attributes
-        if len(mine) + len(attributes) <= self._tracer.limits_attributes:
+        if len(mine) + len(attributes) <= self._tracer.limits_attributes and _plain(attributes):
             mine.update(attributes)
             return
         for key, value in attributes.items():
@@ -311,7 +325,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
                     immutable=True,
                     max_value_len=limits.max_attribute_length,
                 ),
-                timestamp or _time_ns(),
+                _time_ns() if timestamp is None else timestamp,
             )
         )
 
@@ -374,7 +388,11 @@ class LeanSpan(trace_api.Span, ReadableSpan):
     def finish(self, attributes: Mapping[str, types.AnyValue]) -> None:
         """``set_attributes(attributes)`` then ``end()``, in one call (the ingest path's)."""
         mine = self._attributes
-        if self._end_time is None and len(mine) + len(attributes) <= self._tracer.limits_attributes:
+        if (
+            self._end_time is None
+            and len(mine) + len(attributes) <= self._tracer.limits_attributes
+            and _plain(attributes)
+        ):
             mine.update(attributes)
             self._end_time = _time_ns()
             self._tracer.on_end(self)
@@ -386,7 +404,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         if self._end_time is not None:
             _log.warning("Calling end() on an ended span.")
             return
-        self._end_time = end_time or _time_ns()
+        self._end_time = _time_ns() if end_time is None else end_time
         self._tracer.on_end(self)
 
     def __exit__(
@@ -421,7 +439,9 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         if (
             self._dropped_attributes
             or limits.max_span_attribute_length is not None
-            or not _PLAIN.issuperset(map(type, attributes.values()))
+            or not _plain(attributes)
+            or "" in attributes
+            or not _KEYS.issuperset(map(type, attributes))
         ) and not isinstance(attributes, BoundedAttributes):
             # Validated (sequences checked, bad values dropped with the SDK's warning),
             # truncated and counted as the SDK does; plain values need none of it.
@@ -493,14 +513,17 @@ class _Batcher:
         self.schedule_delay = _env_int("OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
         self.max_queue = _env_int("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
         self.batch_size = min(_env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512), self.max_queue)
-        self.queue: collections.deque[LeanSpan] = collections.deque()
+        # Full: the oldest span gives way, as in the SDK's BatchSpanProcessor.
+        self.queue: collections.deque[LeanSpan] = collections.deque(maxlen=self.max_queue)
+        self._start_lock = threading.Lock()
         self.dropped = 0
         self._export_lock = threading.Lock()
         self._wake = threading.Event()
         self._woken = False
         self._closed = False
         self._thread: threading.Thread | None = None
-        os.register_at_fork(after_in_child=self._forked)
+        forked = weakref.WeakMethod(self._forked)  # no reference kept from the fork hook
+        os.register_at_fork(after_in_child=lambda: (hook := forked()) is not None and hook())
 
     def on_end(self, span: LeanSpan) -> None:
         if self._closed:
@@ -510,7 +533,7 @@ class _Batcher:
                 self._export([span])
             return
         queue = self.queue
-        if len(queue) >= self.max_queue:
+        if len(queue) >= self.max_queue:  # the append below pushes the oldest out
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 10_000 == 0:
                 _log.warning(
@@ -519,7 +542,6 @@ class _Batcher:
                     self.max_queue,
                     self.dropped,
                 )
-            return
         queue.append(span)
         if self._thread is None:
             self._start()
@@ -532,13 +554,18 @@ class _Batcher:
         # Threads and locks do not survive a fork: the child starts afresh with its first span.
         self._thread = None
         self._export_lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self._wake = threading.Event()
         self._woken = False
         self.queue.clear()  # the parent's spans: the parent exports them
 
     def _start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="interlink-span-export", daemon=True)
-        self._thread.start()
+        with self._start_lock:  # two threads ending the first spans at once start one thread
+            if self._thread is not None:
+                return
+            thread = threading.Thread(target=self._run, name="interlink-span-export", daemon=True)
+            thread.start()
+            self._thread = thread
 
     def _run(self) -> None:
         while not self._closed:
@@ -582,6 +609,8 @@ class _Batcher:
                 context_api.detach(token)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        if self._closed:
+            return False
         deadline = time.monotonic() + timeout_millis / 1000
         if not self._drain(until_empty=True, deadline=deadline):
             return False
@@ -611,7 +640,8 @@ class _LeanTracer(trace_api.Tracer):
         self.batcher = provider.batcher
         self.on_end = provider.batcher.on_end
         self.limits = provider.limits
-        self.limits_attributes = provider.limits.max_span_attributes or 128
+        limit = provider.limits.max_span_attributes  # None: no limit (SpanLimits.UNSET)
+        self.limits_attributes = sys.maxsize if limit is None else limit
 
     def link(self, context: SpanContext, attributes: types.Attributes) -> Link | None:
         """A link as the SDK keeps it (attributes bounded), or ``None`` for one it leaves out."""
@@ -681,7 +711,7 @@ class _LeanTracer(trace_api.Tracer):
                 SpanContext(trace_id, span_id, False, _TRACE_FLAGS[flags], trace_state)
             )
         recorded: dict[str, Any] = {}
-        if attributes and len(attributes) <= self.limits_attributes:
+        if attributes and len(attributes) <= self.limits_attributes and _plain(attributes):
             recorded = dict(attributes)
         span = LeanSpan(
             self,
@@ -693,7 +723,7 @@ class _LeanTracer(trace_api.Tracer):
             parent,
             kind,
             recorded,
-            start_time or _time_ns(),
+            _time_ns() if start_time is None else start_time,
         )
         if attributes and not recorded:  # more than the limit: the SDK keeps the last ones
             for key, value in attributes.items():
