@@ -566,11 +566,13 @@ def test_a_span_ignores_changes_after_it_ended(
     assert done.status.status_code is StatusCode.UNSET
 
 
-@pytest.mark.parametrize("how", ["at start", "set_attribute", "set_attributes"])
-def test_span_limits_drop_and_count_attributes_beyond_the_maximum(how: str, lean: Make) -> None:
-    exporter = InMemorySpanExporter()
-    provider = lean(exporter, batch=False, limits=SpanLimits(max_span_attributes=2))
-    given = {"a": 1, "b": 2, "c": 3}
+def limited_span(
+    provider: trace.TracerProvider,
+    exporter: InMemorySpanExporter,
+    given: dict[str, Any],
+    how: str,
+) -> ReadableSpan:
+    """One span given ``given`` at start, one by one, or all at once (``how``); the one exported."""
     span = provider.get_tracer("limits").start_span(
         "limited", attributes=given if how == "at start" else None
     )
@@ -581,6 +583,15 @@ def test_span_limits_drop_and_count_attributes_beyond_the_maximum(how: str, lean
         span.set_attributes(given)
     span.end()
     [done] = exporter.get_finished_spans()
+    return done
+
+
+@pytest.mark.parametrize("how", ["at start", "set_attribute", "set_attributes"])
+def test_span_limits_drop_and_count_attributes_beyond_the_maximum(how: str, lean: Make) -> None:
+    exporter = InMemorySpanExporter()
+    provider = lean(exporter, batch=False, limits=SpanLimits(max_span_attributes=2))
+    given = {"a": 1, "b": 2, "c": 3}
+    done = limited_span(provider, exporter, given, how)
     assert len(done.attributes or {}) == 2
     assert set(done.attributes or {}) < set(given)
     assert done.dropped_attributes == 1
@@ -604,16 +615,7 @@ def test_a_span_keeps_the_attributes_the_sdk_keeps(how: str, limit: int, lean: M
     given = {f"key {n}": n for n in range(130 if limit == SpanLimits.UNSET else 3)}
 
     def kept(provider: trace.TracerProvider, exporter: InMemorySpanExporter) -> dict[str, Any]:
-        span = provider.get_tracer("limits").start_span(
-            "limited", attributes=given if how == "at start" else None
-        )
-        if how == "set_attribute":
-            for key, value in given.items():
-                span.set_attribute(key, value)
-        elif how == "set_attributes":
-            span.set_attributes(given)
-        span.end()
-        [done] = exporter.get_finished_spans()
+        done = limited_span(provider, exporter, given, how)
         return {"kept": dict(done.attributes or {}), "dropped": done.dropped_attributes}
 
     limits = SpanLimits(max_span_attributes=limit)
