@@ -1101,3 +1101,48 @@ def test_a_forked_child_exports_only_its_own_spans() -> None:
         "child: ended in the child",
         "parent: ended in the parent",
     ]
+
+
+@pytest.mark.parametrize(
+    "parent",
+    ["none", "an unsampled remote parent"],
+)
+async def test_an_unsampled_publish_writes_the_headers_the_global_propagator_would(
+    parent: str, lean: Make
+) -> None:
+    exporter = InMemorySpanExporter()
+    trace.set_tracer_provider(lean(exporter, batch=False, sampling_ratio=0.0))
+    context = (
+        context_api.Context()
+        if parent == "none"
+        else W3C.extract(
+            {"traceparent": f"00-{TRACE_ID:032x}-{PARENT_ID:016x}-00", "tracestate": "v=1"}
+        )
+    )
+    broker = MemoryBroker()
+    await broker.start()
+    try:
+        token = context_api.attach(context)
+        try:
+            await broker.publish("q", {"n": 1})
+        finally:
+            context_api.detach(token)
+        async with broker.consume("q") as consumer:
+            async for delivery in consumer:
+                headers = dict(delivery.message.headers)
+                await delivery.ack()
+                break
+    finally:
+        await broker.close()
+    assert exporter.get_finished_spans() == ()
+    # Not recorded, yet propagated: the same trace, the sampled flag clear, the state kept.
+    sent = W3C.extract(headers)
+    sent_context = trace.get_current_span(sent).get_span_context()
+    assert sent_context.is_valid
+    assert not sent_context.trace_flags.sampled
+    expected: dict[str, str] = {}
+    propagate.inject(expected, trace.set_span_in_context(NonRecordingSpan(sent_context), context))
+    assert headers == expected
+    if parent != "none":
+        assert sent_context.trace_id == TRACE_ID
+        assert headers["tracestate"] == "v=1"

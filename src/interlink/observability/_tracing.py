@@ -175,30 +175,52 @@ def _error(span: Span, error_type: str, description: str | None = None) -> None:
     span.set_status(Status(StatusCode.ERROR, description))
 
 
+_FLAGS_HEX: Final = tuple(f"-{flags:02x}" for flags in range(256))
+
+
+def traceparent_of(trace_id: int, span_id: int, flags: int) -> str:
+    """The W3C ``traceparent`` value of a span context."""
+    # bytes.hex is about twice as fast as format(..., "032x") on a 128-bit int.
+    return (
+        "00-"
+        + trace_id.to_bytes(16, "big").hex()
+        + "-"
+        + span_id.to_bytes(8, "big").hex()
+        + _FLAGS_HEX[flags]
+    )
+
+
 def _inject(span: Span, carrier: dict[str, str], current: Context | None = None) -> None:
     """Write ``span``'s context into ``carrier`` as the global propagator would.
 
-    The fast way, for a span of interlink's ``LeanTracerProvider`` while the
-    propagator is the default one and the context holds nothing but the
-    current span, if that (no baggage or anything else to carry): ``traceparent``, and ``tracestate``
-    when there is one. It saves about 25k instructions per publish; anything
-    else goes through ``opentelemetry.propagate.inject``. ``current`` is the
-    current context when the caller has it at hand.
+    The fast way while the propagator is the default one (W3C trace context
+    and baggage) and the context holds nothing but the current span, if that
+    (no baggage or anything else to carry): ``traceparent``, and
+    ``tracestate`` when there is one, written here; for a lean span without
+    making its ``SpanContext``. It saves about 25k instructions per publish;
+    anything else goes through ``opentelemetry.propagate.inject``.
+    ``current`` is the current context when the caller has it at hand.
     """
-    traceparent = getattr(span, "traceparent", None)  # a LeanSpan's
     if current is None:
         current = _context.get_current()
-    if (
-        traceparent is not None
-        and _propagate.get_global_textmap() is _DEFAULT_TEXTMAP
-        and (not current or (len(current) == 1 and SPAN_KEY in current))
+    if _propagate.get_global_textmap() is not _DEFAULT_TEXTMAP or (
+        current and (len(current) != 1 or SPAN_KEY not in current)
     ):
+        _propagate.inject(carrier, _api.set_span_in_context(span))
+        return
+    traceparent = getattr(span, "traceparent", None)  # a LeanSpan's
+    if traceparent is not None:
         carrier[TRACEPARENT] = traceparent()
         state = span.trace_state  # type: ignore[attr-defined]
-        if state is not EMPTY_STATE:
+        if state is not EMPTY_STATE:  # a lean span keeps only non-empty states apart
             carrier["tracestate"] = state.to_header()
         return
-    _propagate.inject(carrier, _api.set_span_in_context(span))
+    context = span.get_span_context()
+    if not context.is_valid:
+        return  # what the propagator writes for it: nothing
+    carrier[TRACEPARENT] = traceparent_of(context.trace_id, context.span_id, context.trace_flags)
+    if context.trace_state:
+        carrier["tracestate"] = context.trace_state.to_header()
 
 
 def _error_type(exc: BaseException) -> str:
