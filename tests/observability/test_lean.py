@@ -453,14 +453,11 @@ CONTEXTS: dict[str, Callable[[], context_api.Context]] = {
 }
 
 
-@pytest.mark.parametrize("current", CONTEXTS)
-async def test_a_publish_writes_the_headers_the_global_propagator_would(
-    current: str, spans: InMemorySpanExporter
-) -> None:
+async def published_headers(context: context_api.Context) -> dict[str, str]:
+    """The headers of a message published on the memory broker with ``context`` current."""
     broker = MemoryBroker()
     await broker.start()
     try:
-        context = CONTEXTS[current]()
         token = context_api.attach(context)
         try:
             await broker.publish("q", {"n": 1})
@@ -468,11 +465,19 @@ async def test_a_publish_writes_the_headers_the_global_propagator_would(
             context_api.detach(token)
         async with broker.consume("q") as consumer:
             async for delivery in consumer:
-                headers = dict(delivery.message.headers)
                 await delivery.ack()
-                break
+                return dict(delivery.message.headers)
     finally:
         await broker.close()
+    raise AssertionError("the message was not delivered")
+
+
+@pytest.mark.parametrize("current", CONTEXTS)
+async def test_a_publish_writes_the_headers_the_global_propagator_would(
+    current: str, spans: InMemorySpanExporter
+) -> None:
+    context = CONTEXTS[current]()
+    headers = await published_headers(context)
     [publish] = [s for s in spans.get_finished_spans() if s.name == "publish q"]
     assert publish.context is not None
     expected: dict[str, str] = {}
@@ -1119,21 +1124,7 @@ async def test_an_unsampled_publish_writes_the_headers_the_global_propagator_wou
             {"traceparent": f"00-{TRACE_ID:032x}-{PARENT_ID:016x}-00", "tracestate": "v=1"}
         )
     )
-    broker = MemoryBroker()
-    await broker.start()
-    try:
-        token = context_api.attach(context)
-        try:
-            await broker.publish("q", {"n": 1})
-        finally:
-            context_api.detach(token)
-        async with broker.consume("q") as consumer:
-            async for delivery in consumer:
-                headers = dict(delivery.message.headers)
-                await delivery.ack()
-                break
-    finally:
-        await broker.close()
+    headers = await published_headers(context)
     assert exporter.get_finished_spans() == ()
     # Not recorded, yet propagated: the same trace, the sampled flag clear, the state kept.
     sent = W3C.extract(headers)
