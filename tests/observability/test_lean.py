@@ -1137,3 +1137,30 @@ async def test_an_unsampled_publish_writes_the_headers_the_global_propagator_wou
     if parent != "none":
         assert sent_context.trace_id == TRACE_ID
         assert headers["tracestate"] == "v=1"
+
+
+def test_the_installed_sdk_keeps_a_readable_spans_fields_where_lean_spans_keep_them() -> None:
+    assert _lean._layout_matches()
+
+
+def test_with_another_sdk_layout_spans_are_copied_through_the_public_constructor(
+    monkeypatch: pytest.MonkeyPatch, lean: Make
+) -> None:
+    monkeypatch.setattr(_lean, "_SHARED_LAYOUT", False)
+    exporter = InMemorySpanExporter()
+    provider = lean(exporter, batch=False)
+    tracer = provider.get_tracer("copies", "1.0")
+    with tracer.start_as_current_span("outer", attributes={"a": 1}) as outer:
+        outer.add_event("noted", {"b": 2})
+        with tracer.start_as_current_span("inner", kind=SpanKind.CLIENT):
+            pass
+    inner_done, outer_done = exporter.get_finished_spans()
+    assert type(inner_done) is ReadableSpan
+    assert type(outer_done) is ReadableSpan
+    assert (inner_done.name, inner_done.kind) == ("inner", SpanKind.CLIENT)
+    assert inner_done.parent == outer_done.context == outer.get_span_context()
+    assert dict(outer_done.attributes or {}) == {"a": 1}
+    assert [(e.name, dict(e.attributes or {})) for e in outer_done.events] == [("noted", {"b": 2})]
+    scope = outer_done.instrumentation_scope
+    assert scope is not None
+    assert (scope.name, scope.version) == ("copies", "1.0")

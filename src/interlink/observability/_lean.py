@@ -592,7 +592,7 @@ class _Batcher:
                 for span in spans:
                     span._prepare()
                 self.exporter.export(spans)
-            else:  # pragma: no cover - an SDK that keeps a ReadableSpan's fields otherwise
+            else:  # an SDK that keeps a ReadableSpan's fields otherwise
                 self.exporter.export(_Readable(spans))
         except Exception:
             _log.exception("tracing: the exporter failed; %d spans lost", len(spans))
