@@ -634,41 +634,34 @@ def _breakers(api: FastAPI, service: ServiceView) -> None:
     async def breaker(client: ClientName) -> BreakerInfo:
         return _breaker_info(client_named(client))
 
-    @api.post(
-        "/breakers/{client}/open",
-        response_model=BreakerInfo,
-        tags=tags,
-        summary="Force open: reject every call until close or reset",
-        responses=conflict,  # type: ignore[arg-type]
-    )
-    async def force_open(client: ClientName) -> BreakerInfo:
-        found, breaker = breaker_of(client)
-        breaker.force_open()
-        return _breaker_info(found)
+    def action(verb: str, name: str, summary: str, act: Callable[[CircuitBreaker], None]) -> None:
+        async def endpoint(client: ClientName) -> BreakerInfo:
+            found, breaker = breaker_of(client)
+            act(breaker)
+            return _breaker_info(found)
 
-    @api.post(
-        "/breakers/{client}/close",
-        response_model=BreakerInfo,
-        tags=tags,
-        summary="Close, with a fresh window",
-        responses=conflict,  # type: ignore[arg-type]
-    )
-    async def close(client: ClientName) -> BreakerInfo:
-        found, breaker = breaker_of(client)
-        breaker.close()
-        return _breaker_info(found)
+        api.post(
+            f"/breakers/{{client}}/{verb}",
+            response_model=BreakerInfo,
+            tags=tags,
+            summary=summary,
+            name=name,
+            responses=conflict,  # type: ignore[arg-type]
+        )(endpoint)
 
-    @api.post(
-        "/breakers/{client}/reset",
-        response_model=BreakerInfo,
-        tags=tags,
-        summary="Reset: closed as if new, rejection count cleared",
-        responses=conflict,  # type: ignore[arg-type]
+    action(
+        "open",
+        "force_open",
+        "Force open: reject every call until close or reset",
+        CircuitBreaker.force_open,
     )
-    async def reset(client: ClientName) -> BreakerInfo:
-        found, breaker = breaker_of(client)
-        breaker.reset()
-        return _breaker_info(found)
+    action("close", "close", "Close, with a fresh window", CircuitBreaker.close)
+    action(
+        "reset",
+        "reset",
+        "Reset: closed as if new, rejection count cleared",
+        CircuitBreaker.reset,
+    )
 
 
 def _webhooks(api: FastAPI, service: ServiceView) -> None:
