@@ -237,17 +237,8 @@ class CallRunner:
                 response: Response = await self._authed(request, self._send, None)
             else:
                 response = await self._send(request)
-        except ClientError as exc:
-            if not authed:
-                relabel(exc, url=public_url(request))
-            if observed:
-                self._emit_request(request, None, started, attempt, exc)
-            if span is not None:
-                tracing.end_attempt(span, None, exc)
-            raise
         except BaseException as exc:
-            if span is not None:
-                tracing.end_attempt(span, None, exc)
+            self._attempt_failed(request, exc, authed, observed, started, attempt, span)
             raise
         if span is not None:
             tracing.end_attempt(span, response.status, None)
@@ -279,23 +270,34 @@ class CallRunner:
             else:
                 response = await self._stream(request)
                 opened.append(response)
-        except ClientError as exc:
-            if not authed:
-                relabel(exc, url=public_url(request))
-            if observed:
-                self._emit_request(request, None, started, attempt, exc)
-            if span is not None:
-                tracing.end_attempt(span, None, exc)
-            raise
         except BaseException as exc:
-            if span is not None:
-                tracing.end_attempt(span, None, exc)
+            self._attempt_failed(request, exc, authed, observed, started, attempt, span)
             raise
         if span is not None:
             tracing.end_attempt(span, response.status, None)
         if self._observe(response, request, observed, started, attempt):
             raise await self._retryable(response, request, pipeline)
         return response
+
+    def _attempt_failed(
+        self,
+        request: Request,
+        exc: BaseException,
+        authed: bool,
+        observed: bool,
+        started: float,
+        attempt: int,
+        span: Any,
+    ) -> None:
+        """An attempt raised ``exc``: a client error gets the public URL and is reported; the
+        attempt's span (if any) ends with it. The caller re-raises."""
+        if isinstance(exc, ClientError):
+            if not authed:
+                relabel(exc, url=public_url(request))
+            if observed:
+                self._emit_request(request, None, started, attempt, exc)
+        if span is not None:
+            tracing.end_attempt(span, None, exc)
 
     def _span(self, request: Request, pipeline: Pipeline, attempt: int) -> Any:
         breaker = pipeline.breaker
