@@ -190,14 +190,14 @@ def traceparent_of(trace_id: int, span_id: int, flags: int) -> str:
     )
 
 
-def _inject(span: Span, carrier: dict[str, str], current: Context | None = None) -> None:
+def _inject(span: Span, carrier: MutableMapping[str, str], current: Context | None = None) -> None:
     """Write ``span``'s context into ``carrier`` as the global propagator would.
 
     The fast way while the propagator is the default one (W3C trace context
     and baggage) and the context holds nothing but the current span, if that
     (no baggage or anything else to carry): ``traceparent``, and
     ``tracestate`` when there is one, written here; for a lean span without
-    making its ``SpanContext``. It saves about 25k instructions per publish;
+    making its ``SpanContext``. It saves about 25k instructions per publish or attempt;
     anything else goes through ``opentelemetry.propagate.inject``.
     ``current`` is the current context when the caller has it at hand.
     """
@@ -561,7 +561,7 @@ def start_attempt(
     if breaker_state is not None:
         attributes["interlink.breaker.state"] = breaker_state
     span = _tracer().start_span(method, kind=SpanKind.CLIENT, attributes=attributes)
-    _propagate.inject(headers, context=_api.set_span_in_context(span))
+    _inject(span, headers)
     return span
 
 
