@@ -92,7 +92,6 @@ _Span = trace_api.Span
 _SAMPLED: Final = TraceFlags.SAMPLED
 _RANDOM: Final = TraceFlags.RANDOM_TRACE_ID
 _LOWER_64: Final = (1 << 64) - 1
-_EMPTY_STATE: Final = EMPTY_STATE
 _UNSET: Final = Status(StatusCode.UNSET)
 _INTERNAL: Final = SpanKind.INTERNAL
 _KEYS: Final = frozenset({str})
@@ -665,7 +664,7 @@ class _LeanTracer(trace_api.Tracer):
             current: object = _get_current_span(context)
         else:
             current = (context if context is not None else _get_current()).get(SPAN_KEY)
-        trace_state = _EMPTY_STATE
+        trace_state = EMPTY_STATE
         parent: SpanContext | None
         if type(current) is LeanSpan:  # the usual case: a child of one of ours, in process
             trace_id = current.trace_id
