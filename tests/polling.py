@@ -9,11 +9,14 @@ from collections.abc import Awaitable, Callable
 
 async def eventually(
     condition: Callable[[], Awaitable[bool] | bool],
-    what: str,
+    what: str | Callable[[], str],
     within: float = 10.0,
     step: float = 0.01,
 ) -> None:
-    """Poll ``condition`` (sync or async) until it holds; fail after ``within`` seconds."""
+    """Poll ``condition`` (sync or async) until it holds; fail after ``within`` seconds.
+
+    ``what`` names what is awaited; a callable is asked only on failure (say, for the
+    output so far)."""
     deadline = time.monotonic() + within
     while True:
         result = condition()
@@ -21,5 +24,7 @@ async def eventually(
             result = await result
         if result:
             return
-        assert time.monotonic() < deadline, f"still not {what} after {within}s"
+        if time.monotonic() > deadline:
+            said = what() if callable(what) else what
+            raise AssertionError(f"still not {said} after {within}s")
         await asyncio.sleep(step)

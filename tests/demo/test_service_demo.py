@@ -32,20 +32,10 @@ from interlink.demo import OutagePlan, ServiceDemo
 from interlink.demo._service import default_config
 from interlink.service._load import check_config
 from interlink.transform import Mapping, TransformError
+from tests.polling import eventually
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SCRIPT = Path(sys.executable).parent / "interlink"
-
-
-async def wait_for(
-    condition: Callable[[], bool], what: Callable[[], str], within: float = 45.0
-) -> None:
-    """Poll ``condition`` until it holds; fail with ``what()`` after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within}s: {what()}")
-        await asyncio.sleep(0.05)
 
 
 async def test_the_demo_shows_the_whole_flow_and_its_endpoints_answer() -> None:
@@ -58,9 +48,11 @@ async def test_the_demo_shows_the_whole_flow_and_its_endpoints_answer() -> None:
     )
     run = asyncio.create_task(demo.run())
     try:
-        await wait_for(lambda: bool(demo.report.urls), lambda: out.getvalue(), within=20)
+        await eventually(
+            lambda: bool(demo.report.urls), lambda: f"serving: {out.getvalue()}", within=20
+        )
         report = demo.report
-        await wait_for(
+        await eventually(
             lambda: (
                 report.accepted > 0
                 and report.forwarded > 0
@@ -73,6 +65,7 @@ async def test_the_demo_shows_the_whole_flow_and_its_endpoints_answer() -> None:
                 and report.transitions[-1][2] == "closed"
             ),
             lambda: f"{report}\n{out.getvalue()}",
+            within=45,
         )
         # While it runs, the endpoints the view points at answer.
         base = report.urls["health"].removesuffix("/health")
