@@ -74,7 +74,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util import types
 
-from interlink.observability._tracing import EMPTY_STATE, SPAN_KEY, traceparent_of
+from interlink.observability._tracing import EMPTY_STATE, SPAN_KEY, get_context, traceparent_of
 
 __all__ = ["LeanTracerProvider"]
 
@@ -83,7 +83,6 @@ _log = logging.getLogger("interlink.observability")
 _getrandbits = random.getrandbits
 _time_ns = time.time_ns
 _get_current_span = trace_api.get_current_span
-_get_current = context_api.get_current
 # What the SDK's span processors set around an export, so that the exporter's own HTTP
 # calls are not traced (an instrumented HTTP client would otherwise trace every export).
 _SUPPRESS: Final = getattr(context_api, "_SUPPRESS_INSTRUMENTATION_KEY", None)
@@ -171,6 +170,42 @@ def _layout_matches() -> bool:
 _SHARED_LAYOUT: Final = _layout_matches()
 
 
+def _tuple_context_matches() -> bool:
+    """Whether ``SpanContext`` is still the tuple subclass whose fields ``_span_context`` fills.
+
+    ``SpanContext.__new__`` checks both ids' ranges and builds the tuple
+    ``(trace_id, span_id, is_remote, trace_flags, trace_state, is_valid)``;
+    for ids this module made (or took from a valid parent) the checks cannot
+    fail, and building the tuple directly costs a tenth as much (two
+    ``SpanContext``s per webhook on the ingest path). Checked against the
+    installed API here; if it ever differs, the constructor is used.
+    """
+    flags = TraceFlags(TraceFlags.SAMPLED)
+    state = TraceState([("k", "v")])
+    made = SpanContext(3, 4, False, flags, state)
+    try:
+        built = tuple.__new__(SpanContext, (3, 4, False, flags, state, True))
+    except TypeError:  # pragma: no cover - an API whose SpanContext is no tuple
+        return False
+    return (
+        tuple(made) == tuple(built)
+        and (made.trace_id, made.span_id, made.is_remote, made.trace_flags, made.trace_state)
+        == (built.trace_id, built.span_id, built.is_remote, built.trace_flags, built.trace_state)
+        and made.is_valid is built.is_valid is True
+    )
+
+
+_TUPLE_CONTEXT: Final = _tuple_context_matches()
+_new_tuple = tuple.__new__
+
+
+def _span_context(trace_id: int, span_id: int, flags: int, state: TraceState) -> SpanContext:
+    """The local ``SpanContext`` of valid ids (``is_remote`` false), without re-checking them."""
+    if _TUPLE_CONTEXT:
+        return _new_tuple(SpanContext, (trace_id, span_id, False, _TRACE_FLAGS[flags], state, True))
+    return SpanContext(trace_id, span_id, False, _TRACE_FLAGS[flags], state)  # pragma: no cover
+
+
 class LeanSpan(trace_api.Span, ReadableSpan):
     """A recording span that is also the ``ReadableSpan`` exporters get once it has ended.
 
@@ -191,6 +226,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
     _end_time: int | None = None
     _instrumentation_info = None
     _dropped_attributes = 0
+    _unchecked = False  # an attribute came through the API: _prepare validates them all
     _record_exception = True
     _set_status_on_exception = True
 
@@ -224,8 +260,8 @@ class LeanSpan(trace_api.Span, ReadableSpan):
     def get_span_context(self) -> SpanContext:
         context = self._context
         if context is None:
-            context = self._context = SpanContext(
-                self.trace_id, self.span_id, False, _TRACE_FLAGS[self.flags], self.trace_state
+            context = self._context = _span_context(
+                self.trace_id, self.span_id, self.flags, self.trace_state
             )
         return context
 
@@ -271,8 +307,12 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         if self._end_time is not None:
             self._after_end("set_attribute")
             return
-        if type(value) not in _PLAIN and isinstance(value, Sequence) and not isinstance(value, str):
-            value = tuple(value)  # the value as it is now, as the SDK keeps it
+        if type(value) not in _PLAIN:
+            self._unchecked = True
+            if isinstance(value, Sequence) and not isinstance(value, str):
+                value = tuple(value)  # the value as it is now, as the SDK keeps it
+        elif type(key) is not str or not key:
+            self._unchecked = True
         attributes = self._attributes
         if key in attributes:
             del attributes[key]  # set again: now the newest, as in the SDK
@@ -290,6 +330,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         mine = self._attributes
         if len(mine) + len(attributes) <= self._tracer.limits_attributes and _plain(attributes):
             mine.update(attributes)
+            self._unchecked = True  # the keys: checked in the export thread
             return
         for key, value in attributes.items():
             self.set_attribute(key, value)
@@ -376,14 +417,14 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             recorded.update(attributes)
         self.add_event("exception", recorded, timestamp)
 
-    def finish(self, attributes: Mapping[str, types.AnyValue]) -> None:
-        """``set_attributes(attributes)`` then ``end()``, in one call (the ingest path's)."""
+    def finish(self, attributes: Mapping[str, str | int | float | bool]) -> None:
+        """``set_attributes(attributes)`` then ``end()``, in one call (the ingest path's).
+
+        Only for interlink's own attributes: non-empty ``str`` keys and plain
+        values, by the caller's construction (they are not checked again).
+        """
         mine = self._attributes
-        if (
-            self._end_time is None
-            and len(mine) + len(attributes) <= self._tracer.limits_attributes
-            and _plain(attributes)
-        ):
+        if self._end_time is None and len(mine) + len(attributes) <= self._tracer.limits_attributes:
             mine.update(attributes)
             self._end_time = _time_ns()
             self._tracer.on_end(self)
@@ -430,9 +471,14 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         if (
             self._dropped_attributes
             or limits.max_span_attribute_length is not None
-            or not _plain(attributes)
-            or "" in attributes
-            or not _KEYS.issuperset(map(type, attributes))
+            or (
+                self._unchecked
+                and (
+                    not _plain(attributes)
+                    or "" in attributes
+                    or not _KEYS.issuperset(map(type, attributes))
+                )
+            )
         ) and not isinstance(attributes, BoundedAttributes):
             # Validated (sequences checked, bad values dropped with the SDK's warning),
             # truncated and counted as the SDK does; plain values need none of it.
@@ -513,10 +559,20 @@ class _Batcher:
         self._woken = False
         self._closed = False
         self._thread: threading.Thread | None = None
+        # on_end appends without further ado while the queue is shorter than this: -1 (never)
+        # until the thread runs, after shutdown, and without batching.
+        self._room = -1
         forked = weakref.WeakMethod(self._forked)  # no reference kept from the fork hook
         os.register_at_fork(after_in_child=lambda: (hook := forked()) is not None and hook())
 
     def on_end(self, span: LeanSpan) -> None:
+        queue = self.queue
+        if len(queue) < self._room:  # no batch full yet, nothing to drop: the usual case
+            queue.append(span)
+            return
+        self._on_end(span)
+
+    def _on_end(self, span: LeanSpan) -> None:
         if self._closed:
             return
         if not self.batch:
@@ -543,6 +599,7 @@ class _Batcher:
 
     def _forked(self) -> None:
         # Threads and locks do not survive a fork: the child starts afresh with its first span.
+        self._room = -1
         self._thread = None
         self._export_lock = threading.Lock()
         self._start_lock = threading.Lock()
@@ -557,6 +614,9 @@ class _Batcher:
             thread = threading.Thread(target=self._run, name="interlink-span-export", daemon=True)
             thread.start()
             self._thread = thread
+            if not self._closed:
+                # Appending keeps the queue below a full batch: no wake-up or drop to note.
+                self._room = self.batch_size - 1
 
     def _run(self) -> None:
         while not self._closed:
@@ -614,6 +674,7 @@ class _Batcher:
     def shutdown(self) -> None:
         if self._closed:
             return
+        self._room = -1  # first: an on_end from now on takes the path that sees _closed
         self._closed = True
         self._wake.set()
         thread = self._thread
@@ -663,7 +724,57 @@ class _LeanTracer(trace_api.Tracer):
         if SPAN_KEY is None:  # pragma: no cover - see _tracing._find_span_key
             current: object = _get_current_span(context)
         else:
-            current = (context if context is not None else _get_current()).get(SPAN_KEY)
+            current = (context if context is not None else get_context()).get(SPAN_KEY)
+        recorded: dict[str, Any] = {}
+        if attributes and len(attributes) <= self.limits_attributes and _plain(attributes):
+            recorded = dict(attributes)
+        span = self._start(
+            name, current, kind, recorded, _time_ns() if start_time is None else start_time
+        )
+        if type(span) is not LeanSpan:
+            return span  # not sampled
+        if attributes:
+            span._unchecked = True  # the keys: checked in the export thread
+            if not recorded:  # more than the limit: the SDK keeps the last ones
+                for key, value in attributes.items():
+                    span.set_attribute(key, value)
+        if links:
+            kept = [self.link(link.context, link.attributes) for link in links if link]
+            span._links = BoundedList.from_seq(
+                self.limits.max_links, [link for link in kept if link is not None]
+            )
+        if not record_exception:
+            span._record_exception = False
+        if not set_status_on_exception:
+            span._set_status_on_exception = False
+        return span
+
+    def start_owned(
+        self,
+        name: str,
+        context: context_api.Context,
+        kind: SpanKind,
+        attributes: dict[str, str | int | float | bool],
+    ) -> trace_api.Span:
+        """``start_span(name, context, kind, attributes)`` for interlink's own hot paths.
+
+        ``attributes`` is a fresh dict the span keeps as it is: non-empty
+        ``str`` keys and plain values, by the caller's construction (not
+        checked again).
+        """
+        if SPAN_KEY is None or len(attributes) > self.limits_attributes:  # pragma: no cover
+            return self.start_span(name, context, kind, attributes)
+        return self._start(name, context.get(SPAN_KEY), kind, attributes, _time_ns())
+
+    def _start(
+        self,
+        name: str,
+        current: object,
+        kind: SpanKind,
+        attributes: dict[str, Any],
+        start_time: int,
+    ) -> trace_api.Span:
+        """A span whose parent is ``current`` (the context's span, if any): sampled, or not."""
         trace_state = EMPTY_STATE
         parent: SpanContext | None
         if type(current) is LeanSpan:  # the usual case: a child of one of ours, in process
@@ -698,13 +809,8 @@ class _LeanTracer(trace_api.Tracer):
         while not span_id:  # pragma: no cover - one chance in 2**64
             span_id = _getrandbits(64)
         if not sampled:
-            return NonRecordingSpan(
-                SpanContext(trace_id, span_id, False, _TRACE_FLAGS[flags], trace_state)
-            )
-        recorded: dict[str, Any] = {}
-        if attributes and len(attributes) <= self.limits_attributes and _plain(attributes):
-            recorded = dict(attributes)
-        span = LeanSpan(
+            return NonRecordingSpan(_span_context(trace_id, span_id, flags, trace_state))
+        return LeanSpan(
             self,
             name,
             trace_id,
@@ -713,22 +819,9 @@ class _LeanTracer(trace_api.Tracer):
             trace_state,
             parent,
             kind,
-            recorded,
-            _time_ns() if start_time is None else start_time,
+            attributes,
+            start_time,
         )
-        if attributes and not recorded:  # more than the limit: the SDK keeps the last ones
-            for key, value in attributes.items():
-                span.set_attribute(key, value)
-        if links:
-            kept = [self.link(link.context, link.attributes) for link in links if link]
-            span._links = BoundedList.from_seq(
-                self.limits.max_links, [link for link in kept if link is not None]
-            )
-        if not record_exception:
-            span._record_exception = False
-        if not set_status_on_exception:
-            span._set_status_on_exception = False
-        return span
 
     @contextlib.contextmanager  # the API's own decorator is private; this one is equivalent
     def start_as_current_span(  # type: ignore[override]

@@ -40,6 +40,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, MutableMapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -105,16 +106,63 @@ def _find_span_key() -> str | None:
 SPAN_KEY: Final = _find_span_key()
 
 
+def _find_context_var() -> ContextVar[Context] | None:
+    """The ``ContextVar`` the API keeps the current ``Context`` in, found through a token.
+
+    ``context.attach`` returns the token of the ``ContextVar.set`` it made
+    (the API's default runtime context), and a token names its variable
+    (``Token.var``). With the variable, reading the current context, making
+    one current and restoring the previous one are one C call each instead of
+    three Python calls through the API (the ingest path does all three per
+    webhook). ``None`` when the runtime context is another one
+    (``OTEL_PYTHON_CONTEXT``), or the probe does not round-trip; then
+    everything goes through the API.
+    """
+    if _api is None:
+        return None
+    token = _context.attach(_context.get_current())
+    var = getattr(token, "var", None)
+    _context.detach(token)
+    if not isinstance(var, ContextVar) or var.get() is not _context.get_current():
+        return None  # pragma: no cover - another runtime context
+    probe = _context.Context({"interlink.probe": True})
+    mine = var.set(probe)
+    seen = _context.get_current() is probe
+    var.reset(mine)
+    return var if seen else None
+
+
+_CURRENT: Final = _find_context_var()
+
+if _CURRENT is not None:
+    get_context: Callable[[], Context] = _CURRENT.get
+    """The current ``Context`` (``opentelemetry.context.get_current``)."""
+elif _api is not None:  # pragma: no cover - another runtime context
+    get_context = _context.get_current
+
+
 def set_current(span: Span, current: Context | None = None) -> object:
     """Make ``span`` the current one (``context.attach(set_span_in_context(span))``); the token.
 
     ``current`` is the current context, when the caller has it at hand.
+    Restore the previous one with ``restore(token)``.
     """
-    if SPAN_KEY is None:  # pragma: no cover - see _find_span_key
+    if SPAN_KEY is None or _CURRENT is None:  # pragma: no cover - see the two probes
         return _context.attach(_api.set_span_in_context(span, current))
     if current is None:
-        current = _context.get_current()
-    return _context.attach(_context.Context({**current, SPAN_KEY: span}))
+        current = _CURRENT.get()
+    return _CURRENT.set(_context.Context({**current, SPAN_KEY: span}))
+
+
+def restore(token: object) -> None:
+    """Undo ``set_current`` (``context.detach``: a token from another context is logged)."""
+    if _CURRENT is None:  # pragma: no cover - see _find_context_var
+        _context.detach(token)  # type: ignore[arg-type]
+        return
+    try:
+        _CURRENT.reset(token)  # type: ignore[arg-type]
+    except Exception:
+        _log.exception("Failed to detach context")  # what the API's detach logs
 
 
 # The propagator the API loaded when OTEL_PROPAGATORS is unset or says the default
@@ -202,7 +250,7 @@ def _inject(span: Span, carrier: MutableMapping[str, str], current: Context | No
     ``current`` is the current context when the caller has it at hand.
     """
     if current is None:
-        current = _context.get_current()
+        current = get_context()
     if _propagate.get_global_textmap() is not _DEFAULT_TEXTMAP or (
         current and (len(current) != 1 or SPAN_KEY not in current)
     ):
@@ -243,7 +291,7 @@ def start_webhook(source: str, route: str, scope: Mapping[str, Any]) -> tuple[Sp
     ``start_as_current_span``: this is the ingest path, where every
     microsecond shows in ``make bench``. End it with ``end_webhook``.
     """
-    current = parent = _context.get_current()
+    current = parent = get_context()
     for name, value in scope["headers"]:
         if name == b"traceparent":
             carrier = {"traceparent": value.decode("latin-1")}
@@ -255,18 +303,19 @@ def start_webhook(source: str, route: str, scope: Mapping[str, Any]) -> tuple[Sp
     method: str = scope["method"]
     if method not in _KNOWN_METHODS:
         method = "_OTHER"
-    span = _tracer().start_span(
-        f"{method} {route}",
-        parent,
-        _SERVER,
-        {
-            "http.request.method": method,
-            "url.path": scope["path"],
-            "url.scheme": scope.get("scheme", "http"),
-            "http.route": route,
-            "interlink.webhook.source": source,
-        },
-    )
+    attributes = {
+        "http.request.method": method,
+        "url.path": scope["path"],
+        "url.scheme": scope.get("scheme", "http"),
+        "http.route": route,
+        "interlink.webhook.source": source,
+    }
+    tracer = _tracer()
+    start = getattr(tracer, "start_owned", None)  # a lean tracer's: the attributes are ours
+    if start is not None:
+        span = start(f"{method} {route}", parent, _SERVER, attributes)
+    else:
+        span = tracer.start_span(f"{method} {route}", parent, _SERVER, attributes)
     return span, set_current(span, current)
 
 
@@ -279,7 +328,7 @@ def end_webhook(
     error: BaseException | None,
 ) -> None:
     """Record the answer and end the span: status, ``interlink.webhook.outcome`` (``.reason``)."""
-    _context.detach(token)  # type: ignore[arg-type]
+    restore(token)
     attributes: dict[str, str | int] = {"interlink.webhook.outcome": outcome}
     if reason is not None:
         attributes["interlink.webhook.reason"] = reason
@@ -304,7 +353,28 @@ def messaging_system(url: str) -> str:
     return _MESSAGING_SYSTEMS.get(scheme, scheme)
 
 
-_systems: dict[str, str] = {}  # broker URL -> messaging.system, for the publish span
+# (broker URL, queue) -> the publish span's name and its attributes but the message id;
+# bounded, as queue names come from callers (past the bound they are made per publish).
+_publishing: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
+_PUBLISHING_MAX: Final = 4096
+
+
+def _publish_span_base(url: str, queue: str) -> tuple[str, dict[str, str]]:
+    base = (
+        f"publish {queue}",
+        {
+            "messaging.system": messaging_system(url),
+            "messaging.operation.name": "publish",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": queue,
+        },
+    )
+    if len(_publishing) < _PUBLISHING_MAX:
+        _publishing[url, queue] = base
+    return base
+
+
+_ID_TYPES: Final = frozenset({str, type(None)})
 
 P = TypeVar("P", bound=Callable[..., Coroutine[Any, Any, str]])
 
@@ -345,24 +415,23 @@ def traced_publish(publish: P) -> P:
         delay: float | None,
         key: str | None,
     ) -> str:
-        url = getattr(self, "url", "")
-        system = _systems.get(url)
-        if system is None:
-            system = _systems[url] = messaging_system(url)
-        attributes: dict[str, Any] = {
-            "messaging.system": system,
-            "messaging.operation.name": "publish",
-            "messaging.operation.type": "send",
-            "messaging.destination.name": queue,
-        }
+        url: str = getattr(self, "url", "")
+        base = _publishing.get((url, queue))
+        if base is None:
+            base = _publish_span_base(url, queue)
+        name, attributes = base
+        attributes = attributes.copy()
         if message_id is not None:
             attributes["messaging.message.id"] = message_id
-        current = _context.get_current()
+        current = get_context()
         parent = current.get(SPAN_KEY) if SPAN_KEY is not None else None
         tracer = _tracer()
-        start_child = getattr(parent, "start_child", None)  # a LeanSpan's: no tracer round trip
-        name = f"publish {queue}"
-        span = start_child(tracer, name, _PRODUCER, attributes) if start_child else None
+        # A LeanSpan's, without the tracer's general path, for attributes known to be plain
+        # (the arguments' types are the caller's to get right; a wrong one is checked there).
+        start_child = getattr(parent, "start_child", None)
+        span = None
+        if start_child is not None and type(message_id) in _ID_TYPES:
+            span = start_child(tracer, name, _PRODUCER, attributes)
         if span is None:
             span = tracer.start_span(name, current, _PRODUCER, attributes)
         try:
@@ -394,7 +463,7 @@ def traced_publish(publish: P) -> P:
         delay: float | None = None,
         key: str | None = None,
     ) -> Awaitable[str]:
-        if not enabled():
+        if not enabled() or type(queue) is not str:  # a wrong queue: the backend's own error
             return publish(
                 self, queue, body, message_id=message_id, headers=headers, delay=delay, key=key
             )
