@@ -93,6 +93,7 @@ def serve(target: Any, *, factory: bool = False) -> int:
         loop="uvloop",
         http="httptools",
         lifespan="on",
+        interface="asgi3",  # every app served here is one (some are plain functions)
         log_level="warning",
         access_log=False,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,

@@ -260,9 +260,24 @@ class LeanSpan(trace_api.Span, ReadableSpan):
     def get_span_context(self) -> SpanContext:
         context = self._context
         if context is None:
-            context = self._context = _span_context(
-                self.trace_id, self.span_id, self.flags, self.trace_state
-            )
+            # _span_context, inline: made for every sampled span (here or in the export thread).
+            if _TUPLE_CONTEXT:
+                context = _new_tuple(
+                    SpanContext,
+                    (
+                        self.trace_id,
+                        self.span_id,
+                        False,
+                        _TRACE_FLAGS[self.flags],
+                        self.trace_state,
+                        True,
+                    ),
+                )
+            else:  # pragma: no cover - see _tuple_context_matches
+                context = SpanContext(
+                    self.trace_id, self.span_id, False, _TRACE_FLAGS[self.flags], self.trace_state
+                )
+            self._context = context
         return context
 
     def start_child(
@@ -463,22 +478,24 @@ class LeanSpan(trace_api.Span, ReadableSpan):
 
     # -- export ------------------------------------------------------------------------------
     def _prepare(self) -> None:
-        """Complete the ``ReadableSpan`` fields (export thread): context, checked attributes."""
+        """Complete the ``ReadableSpan`` fields (export thread): context, checked attributes.
+
+        ``_Batcher._export`` runs the same two steps inline.
+        """
         if self._context is None:
             self.get_span_context()
+        if self._unchecked or self._dropped_attributes or self._tracer.truncating:
+            self._check_attributes()
+
+    def _check_attributes(self) -> None:
         limits = self._tracer.limits
         attributes = self._attributes
         if (
             self._dropped_attributes
             or limits.max_span_attribute_length is not None
-            or (
-                self._unchecked
-                and (
-                    not _plain(attributes)
-                    or "" in attributes
-                    or not _KEYS.issuperset(map(type, attributes))
-                )
-            )
+            or not _plain(attributes)
+            or "" in attributes
+            or not _KEYS.issuperset(map(type, attributes))
         ) and not isinstance(attributes, BoundedAttributes):
             # Validated (sequences checked, bad values dropped with the SDK's warning),
             # truncated and counted as the SDK does; plain values need none of it.
@@ -648,8 +665,11 @@ class _Batcher:
         )
         try:
             if _SHARED_LAYOUT:
-                for span in spans:
-                    span._prepare()
+                for span in spans:  # LeanSpan._prepare, inline
+                    if span._context is None:
+                        span.get_span_context()
+                    if span._unchecked or span._dropped_attributes or span._tracer.truncating:
+                        span._check_attributes()
                 self.exporter.export(spans)
             else:  # an SDK that keeps a ReadableSpan's fields otherwise
                 self.exporter.export(_Readable(spans))
@@ -694,6 +714,8 @@ class _LeanTracer(trace_api.Tracer):
         self.limits = provider.limits
         limit = provider.limits.max_span_attributes  # None: no limit (SpanLimits.UNSET)
         self.limits_attributes = sys.maxsize if limit is None else limit
+        # Values are cut to a length: every span's attributes go through _check_attributes.
+        self.truncating = provider.limits.max_span_attribute_length is not None
 
     def link(self, context: SpanContext, attributes: types.Attributes) -> Link | None:
         """A link as the SDK keeps it (attributes bounded), or ``None`` for one it leaves out."""

@@ -257,29 +257,37 @@ class WebhookReceiver:
         if source is None:
             await _respond(send, *_NOT_FOUND)
             return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         if not tracing.enabled():
-            await self._serve(source, scope, receive, send)
+            await self._serve(source, scope, headers, receive, send)
             return
         # Observability (tracing): the SERVER span of this request, here rather than in a
         # coroutine of its own (this is the ingest path).
-        span, token = tracing.start_webhook(source.name, source.path, scope)
+        span, token = tracing.start_webhook(source.name, source.path, scope, headers)
         try:
-            outcome, reason, status = await self._serve(source, scope, receive, send)
+            outcome, reason, status = await self._serve(source, scope, headers, receive, send)
         except BaseException as exc:
             tracing.end_webhook(span, token, None, "error", None, exc)
             raise
         tracing.end_webhook(span, token, status, outcome, reason, None)
 
     async def _serve(
-        self, source: WebhookSource, scope: Scope, receive: Receive, send: Send
+        self,
+        source: WebhookSource,
+        scope: Scope,
+        headers: dict[str, str],
+        receive: Receive,
+        send: Send,
     ) -> tuple[str, str | None, int | None]:
-        """Answer one request for ``source``: its outcome, a rejection's reason, the status."""
+        """Answer one request for ``source``: its outcome, a rejection's reason, the status.
+
+        ``headers``: the request's, names in lower case (as ASGI gives them), decoded.
+        """
         stats = self.stats[source.name]
         stats.last_received_at = received_at = self.clock.wall()
         if scope["method"] != "POST":
             await _respond(send, *_NOT_POST, ((b"allow", b"POST"),))
             return "method_not_allowed", None, 405
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > source.max_body:
             stats.too_large += 1
