@@ -39,6 +39,7 @@ import functools
 import logging
 import os
 import sys
+import types
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, MutableMapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -453,9 +454,7 @@ def traced_publish(publish: P) -> P:
                 self, queue, body, message_id=message_id, headers=headers, delay=delay, key=key
             )
         except BaseException as exc:
-            if not isinstance(exc, asyncio.CancelledError):
-                _error(span, _error_type(exc), type(exc).__name__)
-            span.end()
+            end_publish(span, exc)
             raise
         if message_id is None:
             span.set_attribute("messaging.message.id", sent)
@@ -480,7 +479,66 @@ def traced_publish(publish: P) -> P:
         return traced(self, queue, body, message_id, headers, delay, key)
 
     wrapper.__interlink_traced__ = True  # type: ignore[attr-defined]
+    wrapper.__interlink_untraced__ = publish  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+def untraced_publish(broker: object) -> Callable[..., Awaitable[str]] | None:
+    """``broker``'s ``publish`` without its PRODUCER span, for a caller that makes the span.
+
+    ``None`` unless ``broker``'s class publishes through ``traced_publish``'s
+    wrapper (an override that does not is left alone). The caller starts the
+    span with ``start_publish`` and ends it with ``end_publish``.
+    """
+    publish = getattr(type(broker), "publish", None)
+    untraced = getattr(publish, "__interlink_untraced__", None)
+    return None if untraced is None else types.MethodType(untraced, broker)
+
+
+def start_publish(
+    url: str, queue: str, message_id: str, headers: MutableMapping[str, str]
+) -> Span | None:
+    """The ``publish {queue}`` PRODUCER span of a publish its caller makes, or ``None``.
+
+    The same span the traced ``Broker.publish`` makes, with its
+    ``traceparent`` written into ``headers``, for the webhook receiver, which
+    publishes every webhook inside its SERVER span and saves the wrapper's
+    coroutine and lookups that way. ``url`` is the broker's. ``None`` (publish
+    through the traced ``publish`` instead) unless the current span is a
+    lean one, the context holds nothing else (no baggage to carry) and the
+    propagator is the default one.
+    """
+    current = get_context()
+    parent = current.get(SPAN_KEY) if SPAN_KEY is not None else None
+    start_child = getattr(parent, "start_child", None)
+    if (
+        start_child is None
+        or len(current) != 1
+        or _propagate.get_global_textmap() is not _DEFAULT_TEXTMAP
+    ):
+        return None
+    base = _publishing.get((url, queue))
+    if base is None:
+        base = _publish_span_base(url, queue)
+    name, attributes = base
+    attributes = attributes.copy()
+    attributes["messaging.message.id"] = message_id
+    cached = _cached
+    tracer = cached[1] if cached is not None and cached[0] is _api._TRACER_PROVIDER else _tracer()
+    span: Span | None = start_child(tracer, name, _PRODUCER, attributes)
+    if span is not None:
+        headers[TRACEPARENT] = span.traceparent()  # type: ignore[attr-defined]
+        state = span.trace_state  # type: ignore[attr-defined]
+        if state is not EMPTY_STATE:
+            headers["tracestate"] = state.to_header()
+    return span
+
+
+def end_publish(span: Span, error: BaseException | None) -> None:
+    """End a publish span: ``error`` (not a cancellation) sets ``error.type`` and the status."""
+    if error is not None and not isinstance(error, asyncio.CancelledError):
+        _error(span, _error_type(error), type(error).__name__)
+    span.end()
 
 
 def _message_attributes(message: Message, system: str, operation: str, kind: str) -> dict[str, Any]:

@@ -162,6 +162,7 @@ class WebhookReceiver:
         self.receipts = receipts if receipts is not None else ReceiptLog(clock)
         self.stats: dict[str, SourceStats] = {name: SourceStats() for name in self.sources}
         self._started = False
+        self._untraced_publish: Callable[..., Awaitable[str]] | None = None
         # Receipt ids: random per receiver, then counted (unique, and cheaper than 16 random bytes).
         self._receipt_prefix = new_message_id()[:22]
         self._receipt_seq = itertools.count(1)
@@ -188,6 +189,9 @@ class WebhookReceiver:
             self._broker = await open_broker(self._broker_url, clock=self.clock)
         else:
             await self._broker.start()
+        # Observability (tracing): the broker's publish without its span, for _serve to make
+        # the span itself when the SERVER span is there (None: publish traces itself).
+        self._untraced_publish = tracing.untraced_publish(self._broker)
         self._started = True
 
     async def close(self) -> None:
@@ -259,13 +263,13 @@ class WebhookReceiver:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         if not tracing.enabled():
-            await self._serve(source, scope, headers, receive, send)
+            await self._serve(source, scope, headers, receive, send, False)
             return
         # Observability (tracing): the SERVER span of this request, here rather than in a
         # coroutine of its own (this is the ingest path).
         span, token = tracing.start_webhook(source.name, source.path, scope, headers)
         try:
-            outcome, reason, status = await self._serve(source, scope, headers, receive, send)
+            outcome, reason, status = await self._serve(source, scope, headers, receive, send, True)
         except BaseException as exc:
             tracing.end_webhook(span, token, None, "error", None, exc)
             raise
@@ -278,10 +282,12 @@ class WebhookReceiver:
         headers: dict[str, str],
         receive: Receive,
         send: Send,
+        traced: bool,
     ) -> tuple[str, str | None, int | None]:
         """Answer one request for ``source``: its outcome, a rejection's reason, the status.
 
         ``headers``: the request's, names in lower case (as ASGI gives them), decoded.
+        ``traced``: inside the request's SERVER span.
         """
         stats = self.stats[source.name]
         stats.last_received_at = received_at = self.clock.wall()
@@ -341,8 +347,28 @@ class WebhookReceiver:
         correlation = current_correlation_id()  # observability: the handler logs under it too
         if correlation is not None:
             message_headers[CORRELATION_HEADER] = correlation
+        broker = self.broker
+        # Observability (tracing): the publish span made here when it can be (start_publish),
+        # which saves the traced publish's own coroutine; else publish traces itself.
+        untraced = self._untraced_publish if traced else None
+        span = (
+            None
+            if untraced is None
+            else tracing.start_publish(
+                getattr(broker, "url", ""), source.queue, key, message_headers
+            )
+        )
         try:
-            await self.broker.publish(source.queue, body, message_id=key, headers=message_headers)
+            if span is None:
+                await broker.publish(source.queue, body, message_id=key, headers=message_headers)
+            else:
+                assert untraced is not None
+                try:
+                    await untraced(source.queue, body, message_id=key, headers=message_headers)
+                except BaseException as exc:
+                    tracing.end_publish(span, exc)
+                    raise
+                tracing.end_publish(span, None)
         except Exception as exc:
             receipts.done(key, None)
             stats.unavailable += 1
