@@ -10,6 +10,7 @@ path, is the reference: every test here runs on both through ``spans``).
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -201,3 +202,20 @@ def test_end_publish_records_an_error_but_not_a_cancellation(
     attributes: dict[str, Any] = dict(ended.attributes or {})
     assert ended.status.status_code is status
     assert attributes.get("error.type") == error_type
+
+
+class Queues(enum.StrEnum):
+    BILLING = "billing"
+
+
+async def test_a_queue_named_by_a_str_enum_is_traced_like_its_value(
+    broker: MemoryBroker, spans: InMemorySpanExporter
+) -> None:
+    await broker.publish(Queues.BILLING, {"n": 1}, message_id="m-1")
+    [publish] = _named(spans, "publish billing")
+    destination = dict(publish.attributes or {})["messaging.destination.name"]
+    assert (destination, type(destination)) == ("billing", str)
+    context = publish.context
+    assert context is not None
+    message = await _stored(broker)
+    assert message.headers["traceparent"].split("-")[2] == f"{context.span_id:016x}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -11,14 +12,16 @@ from typing import Any
 
 import httpx
 import pytest
-from opentelemetry import trace
+from opentelemetry import baggage, trace
+from opentelemetry import context as context_api
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from interlink.client import ApiClient
-from interlink.core.errors import ConnectError, TransformError
-from interlink.messaging import MemoryBroker, Message
+from interlink.core.errors import ConfigError, ConnectError, TransformError
+from interlink.messaging import MemoryBroker, Message, open_broker
 from interlink.messaging._handler import build_handler
 from interlink.observability import _tracing, configure_tracing, tracing_enabled
 from interlink.observability._lean import LeanTracerProvider
@@ -300,3 +303,267 @@ observability:
         assert isinstance(provider, LeanTracerProvider)
         assert provider.resource.attributes["service.name"] == "traced-svc"
         assert provider.sampling_ratio == 0.5
+
+
+# -- the current context, read and set through the API's own ContextVar -----------------------------
+def test_get_context_is_the_apis_current_context() -> None:
+    assert _tracing._CURRENT is not None
+    assert _tracing._find_context_var() is _tracing._CURRENT
+    assert _tracing.get_context() is context_api.get_current()
+    token = context_api.attach(baggage.set_baggage("tenant", "acme"))
+    try:
+        assert _tracing.get_context() is context_api.get_current()
+        assert baggage.get_baggage("tenant", _tracing.get_context()) == "acme"
+    finally:
+        context_api.detach(token)
+    assert baggage.get_baggage("tenant", _tracing.get_context()) is None
+
+
+def test_set_current_makes_a_span_current_and_restore_brings_the_previous_context_back(
+    spans: InMemorySpanExporter,
+) -> None:
+    tracer = trace.get_tracer("current")
+    outer = tracer.start_span("outer")
+    outer_token = context_api.attach(
+        baggage.set_baggage("tenant", "acme", trace.set_span_in_context(outer))
+    )
+    try:
+        before = context_api.get_current()
+        inner = tracer.start_span("inner")
+        token = _tracing.set_current(inner)
+        assert trace.get_current_span() is inner
+        assert baggage.get_baggage("tenant") == "acme"  # the rest of the context is kept
+        tracer.start_span("child").end()
+        _tracing.restore(token)
+        assert context_api.get_current() is before
+        assert trace.get_current_span() is outer
+
+        given = baggage.set_baggage("tenant", "given", context_api.Context())
+        token = _tracing.set_current(inner, given)  # the context the caller has at hand
+        assert trace.get_current_span() is inner
+        assert baggage.get_baggage("tenant") == "given"
+        _tracing.restore(token)
+        assert context_api.get_current() is before
+        inner.end()
+    finally:
+        context_api.detach(outer_token)
+    outer.end()
+    assert trace.get_current_span() is trace.INVALID_SPAN
+    child = only(spans, "child")
+    assert child.parent is not None
+    assert child.parent.span_id == inner.get_span_context().span_id
+
+
+def _failures(caplog: pytest.LogCaptureFixture, logger: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == logger and r.levelno >= logging.ERROR]
+
+
+def test_restore_with_a_token_of_another_context_is_logged_as_the_apis_detach_logs_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    span = trace.NonRecordingSpan(
+        trace.SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, False)
+    )
+    foreign = contextvars.copy_context().run(_tracing.set_current, span)
+    api_foreign = contextvars.copy_context().run(
+        context_api.attach, trace.set_span_in_context(span)
+    )
+    before = context_api.get_current()
+    with caplog.at_level(logging.ERROR):
+        _tracing.restore(foreign)  # does not raise
+        context_api.detach(api_foreign)
+    assert context_api.get_current() is before
+    assert trace.get_current_span() is not span
+    [mine] = _failures(caplog, "interlink.observability")
+    [api] = _failures(caplog, "opentelemetry.context")
+    assert mine.levelno == api.levelno == logging.ERROR
+    assert mine.getMessage() == api.getMessage() == "Failed to detach context"
+    assert mine.exc_info is not None
+    assert api.exc_info is not None
+    assert mine.exc_info[0] is api.exc_info[0] is ValueError
+
+
+def test_restore_twice_is_logged_and_leaves_the_context_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    span = trace.NonRecordingSpan(
+        trace.SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, False)
+    )
+    before = context_api.get_current()
+    token = _tracing.set_current(span)
+    _tracing.restore(token)
+    with caplog.at_level(logging.ERROR, "interlink.observability"):
+        _tracing.restore(token)
+    assert context_api.get_current() is before
+    [record] = _failures(caplog, "interlink.observability")
+    assert record.getMessage() == "Failed to detach context"
+
+
+# -- publish ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "queue", [123, None, ["orders"], b"orders"], ids=["int", "None", "list", "bytes"]
+)
+async def test_a_publish_to_a_queue_that_is_no_str_raises_the_brokers_own_error_and_no_span(
+    queue: Any, spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = await open_broker("memory://")
+    try:
+        with monkeypatch.context() as untraced:
+            untraced.setattr(trace, "_TRACER_PROVIDER", None)
+            assert not tracing_enabled()
+            with pytest.raises(Exception) as off:  # noqa: PT011 - compared below
+                await broker.publish(queue, {"n": 1})
+        assert tracing_enabled()
+        with pytest.raises(type(off.value)) as on:
+            await broker.publish(queue, {"n": 1})
+        assert isinstance(on.value, ConfigError)
+        assert str(on.value) == str(off.value)
+        assert "queue name" in str(on.value)
+        assert spans.get_finished_spans() == ()
+        await broker.publish("orders", {"n": 1})  # tracing is on: a good queue makes its span
+        assert [s.name for s in spans.get_finished_spans()] == ["publish orders"]
+    finally:
+        await broker.close()
+
+
+async def test_the_publish_span_cache_stays_bounded_and_every_span_is_still_right(
+    spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch, broker: MemoryBroker
+) -> None:
+    monkeypatch.setattr(_tracing, "_PUBLISHING_MAX", 2)
+    monkeypatch.setattr(_tracing, "_publishing", {})
+    queues = ["q1", "q2", "q3", "q4"]
+    sent: list[tuple[str, str]] = []
+    for queue in queues:  # a message id given
+        sent.append((queue, await broker.publish(queue, {"n": 1}, message_id=f"{queue}-given")))
+    for queue in queues:  # made by the broker
+        sent.append((queue, await broker.publish(queue, {"n": 2})))
+    assert len(_tracing._publishing) == 2
+    for name, base in _tracing._publishing.values():  # no message id kept from a publish
+        assert name.startswith("publish ")
+        assert "messaging.message.id" not in base
+    published = [s for s in spans.get_finished_spans() if s.kind is SpanKind.PRODUCER]
+    assert [
+        (
+            s.name,
+            attributes(s)["messaging.destination.name"],
+            attributes(s)["messaging.message.id"],
+        )
+        for s in published
+    ] == [(f"publish {queue}", queue, message_id) for queue, message_id in sent]
+    assert sent[0][1] == "q1-given"
+    for span in published:
+        assert attributes(span)["messaging.system"] == "memory"
+        assert attributes(span)["messaging.operation.name"] == "publish"
+        assert attributes(span)["messaging.operation.type"] == "send"
+
+
+# -- traceparent -------------------------------------------------------------------------------
+@pytest.mark.parametrize("flags", [0, 1, 3])
+@pytest.mark.parametrize(
+    "ids",
+    [(1, 1), (0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7), ((1 << 128) - 1, 1 << 63)],
+    ids=["leading zero bytes", "a leading zero byte in the span id", "largest"],
+)
+def test_traceparent_of_is_what_the_w3c_propagator_writes(ids: tuple[int, int], flags: int) -> None:
+    trace_id, span_id = ids
+    context = trace.SpanContext(trace_id, span_id, False, trace.TraceFlags(flags))
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(
+        carrier, trace.set_span_in_context(trace.NonRecordingSpan(context))
+    )
+    assert _tracing.traceparent_of(trace_id, span_id, flags) == carrier["traceparent"]
+
+
+# -- the webhook span's parent, from the headers it is given --------------------------------------
+def _webhook_scope(*scope_headers: tuple[bytes, bytes]) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": "/webhooks/billing",
+        "scheme": "https",
+        "headers": list(scope_headers),
+    }
+
+
+# In the scope, but not in the headers handed over: start_webhook reads the ones it is given.
+ELSEWHERE = (b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+
+
+def test_start_webhook_takes_its_parent_and_trace_state_from_the_headers_given(
+    spans: InMemorySpanExporter,
+) -> None:
+    headers = {
+        "traceparent": TRACEPARENT,
+        "tracestate": "vendor=abc,x=1",
+        "content-type": "application/json",
+    }
+    span, token = _tracing.start_webhook(
+        "billing", "/webhooks/billing", _webhook_scope(ELSEWHERE), headers
+    )
+    assert trace.get_current_span() is span
+    context = span.get_span_context()
+    assert context.trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    assert context.trace_state.to_header() == "vendor=abc,x=1"
+    _tracing.end_webhook(span, token, 200, "accepted", None, None)
+    assert trace.get_current_span() is trace.INVALID_SPAN
+    done = only(spans, "POST /webhooks/billing")
+    assert done.kind is SpanKind.SERVER
+    assert done.parent is not None
+    assert (done.parent.trace_id, done.parent.span_id, done.parent.is_remote) == (
+        0x4BF92F3577B34DA6A3CE929D0E0E4736,
+        0x00F067AA0BA902B7,
+        True,
+    )
+    assert done.parent.trace_flags.sampled
+    assert done.parent.trace_state.to_header() == "vendor=abc,x=1"
+    assert done.context is not None
+    assert done.context.trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    assert done.context.trace_state.to_header() == "vendor=abc,x=1"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"tracestate": "vendor=abc"}, {"traceparent": "not-a-traceparent"}],
+    ids=["none", "a tracestate alone", "an invalid traceparent"],
+)
+def test_start_webhook_without_a_valid_traceparent_starts_a_new_trace(
+    headers: dict[str, str], spans: InMemorySpanExporter
+) -> None:
+    span, token = _tracing.start_webhook(
+        "billing", "/webhooks/billing", _webhook_scope(ELSEWHERE), headers
+    )
+    _tracing.end_webhook(span, token, 200, "accepted", None, None)
+    done = only(spans, "POST /webhooks/billing")
+    assert done.parent is None
+    assert done.context is not None
+    assert done.context.is_valid
+    assert done.context.trace_id not in (
+        0x4BF92F3577B34DA6A3CE929D0E0E4736,
+        0x0AF7651916CD43DD8448EB211C80319C,
+    )
+    assert done.context.trace_state.to_header() == ""
+
+
+async def test_an_incoming_tracestate_is_kept_by_the_webhook_and_publish_spans_and_sent_on(
+    http: httpx.AsyncClient, broker: MemoryBroker, spans: InMemorySpanExporter
+) -> None:
+    response = await post(http, traceparent=TRACEPARENT, tracestate="vendor=abc,x=1")
+    assert response.status_code == 200
+    server = only(spans, "POST /webhooks/billing")
+    publish = only(spans, "publish billing")
+    assert server.parent is not None
+    assert server.parent.span_id == 0x00F067AA0BA902B7
+    for span in (server, publish):
+        assert span.context is not None
+        assert span.context.trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736
+        assert span.context.trace_state.to_header() == "vendor=abc,x=1"
+    async with broker.consume("billing") as consumer:
+        async for delivery in consumer:
+            headers = delivery.message.headers
+            await delivery.ack()
+            break
+    assert publish.context is not None
+    assert headers["traceparent"] == (
+        f"00-{publish.context.trace_id:032x}-{publish.context.span_id:016x}-01"
+    )
+    assert headers["tracestate"] == "vendor=abc,x=1"

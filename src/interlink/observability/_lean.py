@@ -322,12 +322,15 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         if self._end_time is not None:
             self._after_end("set_attribute")
             return
+        if not key or not isinstance(key, str):
+            # What the SDK's span does with it: dropped (with its warning) and counted.
+            _log.warning("invalid key `%s`. must be non-empty string.", key)
+            self._dropped_attributes += 1
+            return
         if type(value) not in _PLAIN:
-            self._unchecked = True
-            if isinstance(value, Sequence) and not isinstance(value, str):
+            self._unchecked = True  # validated in the export thread
+            if isinstance(value, Sequence) and not isinstance(value, str | bytes):
                 value = tuple(value)  # the value as it is now, as the SDK keeps it
-        elif type(key) is not str or not key:
-            self._unchecked = True
         attributes = self._attributes
         if key in attributes:
             del attributes[key]  # set again: now the newest, as in the SDK
@@ -343,11 +346,19 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             self._after_end("set_attributes")
             return
         mine = self._attributes
-        if len(mine) + len(attributes) <= self._tracer.limits_attributes and _plain(attributes):
-            mine.update(attributes)
-            self._unchecked = True  # the keys: checked in the export thread
+        if (
+            len(mine) + len(attributes) <= self._tracer.limits_attributes
+            and _plain(attributes)
+            and "" not in attributes
+            and _KEYS.issuperset(map(type, attributes))
+        ):
+            mine.update(attributes)  # plain values under valid keys: nothing to check later
             return
         for key, value in attributes.items():
+            if key and not isinstance(key, str):
+                # The SDK's set_attributes keeps such a key as str(key) (its set_attribute drops it).
+                _log.warning("Invalid type %s for attribute key %r, must be a str.", type(key), key)
+                key = str(key)
             self.set_attribute(key, value)
 
     def add_event(
@@ -631,9 +642,11 @@ class _Batcher:
             thread = threading.Thread(target=self._run, name="interlink-span-export", daemon=True)
             thread.start()
             self._thread = thread
-            if not self._closed:
+            if not self._closed:  # shutdown sets _closed under this lock
                 # Appending keeps the queue below a full batch: no wake-up or drop to note.
-                self._room = self.batch_size - 1
+                # (Below the queue's bound by a margin too, for threads that pass the check
+                # in on_end at once: the deque drops without counting past its bound.)
+                self._room = min(self.batch_size, self.max_queue - 16) - 1
 
     def _run(self) -> None:
         while not self._closed:
@@ -694,8 +707,9 @@ class _Batcher:
     def shutdown(self) -> None:
         if self._closed:
             return
-        self._room = -1  # first: an on_end from now on takes the path that sees _closed
-        self._closed = True
+        with self._start_lock:  # not between _start's check of _closed and its _room
+            self._room = -1  # first: an on_end from now on takes the path that sees _closed
+            self._closed = True
         self._wake.set()
         thread = self._thread
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():

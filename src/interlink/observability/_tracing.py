@@ -368,13 +368,14 @@ _PUBLISHING_MAX: Final = 4096
 
 
 def _publish_span_base(url: str, queue: str) -> tuple[str, dict[str, str]]:
+    name = str(queue)  # a StrEnum member's value: a plain str in the span
     base = (
-        f"publish {queue}",
+        f"publish {name}",
         {
             "messaging.system": messaging_system(url),
             "messaging.operation.name": "publish",
             "messaging.operation.type": "send",
-            "messaging.destination.name": queue,
+            "messaging.destination.name": name,
         },
     )
     if len(_publishing) < _PUBLISHING_MAX:
@@ -472,7 +473,7 @@ def traced_publish(publish: P) -> P:
         delay: float | None = None,
         key: str | None = None,
     ) -> Awaitable[str]:
-        if not enabled() or type(queue) is not str:  # a wrong queue: the backend's own error
+        if not enabled() or not isinstance(queue, str):  # a wrong queue: the backend's error
             return publish(
                 self, queue, body, message_id=message_id, headers=headers, delay=delay, key=key
             )
