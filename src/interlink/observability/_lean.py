@@ -26,10 +26,11 @@ rest when, and only if, an exporter reads the span:
   hands batches to the exporter every ``OTEL_BSP_SCHEDULE_DELAY`` ms or when
   a batch is full (the SDK's ``BatchSpanProcessor`` defaults and variables),
   and ``force_flush``/``shutdown`` export what is left;
-- the batch is a ``Sequence[ReadableSpan]`` that builds each ``ReadableSpan``
-  (attributes bounded and validated by the API's ``BoundedAttributes``, with
-  the SDK's ``SpanLimits``) when the exporter reads it, in the exporting
-  thread, not on the request path.
+- an ended span *is* the ``ReadableSpan`` the exporter gets (its fields kept
+  in the SDK's layout); the export thread completes it first: its
+  ``SpanContext``, and attributes set through the API bounded and validated
+  by the API's ``BoundedAttributes`` with the SDK's ``SpanLimits`` (interlink's
+  own, plain by construction, are not checked again), not on the request path.
 
 What it does not do: span processors other than the one batcher, tracer
 configurators, or the SDK's self-metrics. An application that needs those sets

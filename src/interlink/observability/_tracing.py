@@ -14,7 +14,8 @@ setup), the spans are (docs/observability.md, "Tracing"):
 - ``publish {queue}`` PRODUCER: one publish, whatever the backend (wrapped
   onto every ``Broker.publish`` by ``Broker.__init_subclass__``); it injects
   its context as ``traceparent``/``tracestate`` into the message headers
-  unless the caller set a ``traceparent``;
+  unless the caller set a ``traceparent``. The webhook receiver makes the
+  same span itself around its store (``start_publish``/``end_publish``);
 - ``receive {queue}`` CLIENT, ``process {queue}`` CONSUMER (one per attempt),
   ``handler {name}`` and ``transform {name}`` INTERNAL, ``send {dlq}``
   PRODUCER for a dead-letter move (``messaging/_runner``, ``_settling``,
