@@ -4,7 +4,7 @@ exporting into memory for the tests that ask for ``spans``: the SDK's, and inter
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from opentelemetry import trace
@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.util._once import Once
 
+from interlink.messaging import MemoryBroker
 from interlink.observability._lean import LeanTracerProvider
 
 
@@ -42,3 +43,12 @@ def spans(request: pytest.FixtureRequest) -> Iterator[InMemorySpanExporter]:
     trace.set_tracer_provider(provider)
     yield exporter
     provider.shutdown()
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[MemoryBroker]:
+    """A started in-memory broker, closed after the test."""
+    broker = MemoryBroker()
+    await broker.start()
+    yield broker
+    await broker.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -62,14 +62,6 @@ async def _post(broker: MemoryBroker, webhook_id: str = "msg_1") -> httpx.Respon
         async with httpx.AsyncClient(transport=transport, base_url="http://hooks.test") as client:
             headers = standard_headers(webhook_id, int(time.time()), BODY)
             return await client.post(PATH, content=BODY, headers=headers)
-
-
-@pytest.fixture
-async def broker() -> AsyncIterator[MemoryBroker]:
-    broker = MemoryBroker()
-    await broker.start()
-    yield broker
-    await broker.close()
 
 
 async def _stored(broker: MemoryBroker) -> Message:

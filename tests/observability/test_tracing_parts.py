@@ -48,14 +48,6 @@ def attributes(span: ReadableSpan) -> dict[str, Any]:
 
 # -- webhooks -------------------------------------------------------------------------------
 @pytest.fixture
-async def broker() -> AsyncIterator[MemoryBroker]:
-    broker = MemoryBroker()
-    await broker.start()
-    yield broker
-    await broker.close()
-
-
-@pytest.fixture
 async def http(broker: MemoryBroker) -> AsyncIterator[httpx.AsyncClient]:
     source = WebhookSource(
         "billing", path="/webhooks/billing", scheme="standard", secrets=[SECRET], queue="billing"
