@@ -211,3 +211,30 @@ async def test_a_queue_named_by_a_str_enum_is_traced_like_its_value(
     assert context is not None
     message = await _stored(broker)
     assert message.headers["traceparent"].split("-")[2] == f"{context.span_id:016x}"
+
+
+async def test_a_forwarded_traceparent_is_kept_as_the_traced_publish_keeps_it(
+    broker: MemoryBroker, spans: InMemorySpanExporter
+) -> None:
+    # A source may store the sender's traceparent with the webhook; the traced publish never
+    # replaces a traceparent its caller set, and the receiver's own publish span steps aside.
+    sender = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    source = WebhookSource(
+        "billing",
+        path=PATH,
+        scheme="standard",
+        secrets=[SECRET],
+        queue="billing",
+        forward_headers=["traceparent"],
+    )
+    async with WebhookReceiver([source], broker=broker) as receiver:
+        transport = httpx.ASGITransport(app=receiver)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hooks.test") as client:
+            headers = standard_headers("msg_1", int(time.time()), BODY)
+            headers["traceparent"] = sender
+            assert (await client.post(PATH, content=BODY, headers=headers)).status_code == 200
+    [publish] = _named(spans, "publish billing")
+    message = await _stored(broker)
+    assert message.headers["traceparent"] == sender
+    assert publish.context is not None
+    assert publish.context.trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736

@@ -508,7 +508,7 @@ def start_publish(
     coroutine and lookups that way. ``url`` is the broker's. ``None`` (publish
     through the traced ``publish`` instead) unless the current span is a
     lean one, the context holds nothing else (no baggage to carry) and the
-    propagator is the default one.
+    propagator is the default one, and ``headers`` has no ``traceparent`` yet.
     """
     current = get_context()
     parent = current.get(SPAN_KEY) if SPAN_KEY is not None else None
@@ -516,6 +516,7 @@ def start_publish(
     if (
         start_child is None
         or len(current) != 1
+        or TRACEPARENT in headers  # the caller's own: the traced publish keeps it
         or _propagate.get_global_textmap() is not _DEFAULT_TEXTMAP
     ):
         return None
