@@ -368,6 +368,18 @@ _publishing: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
 _PUBLISHING_MAX: Final = 4096
 
 
+def _publish_span(url: str, queue: str, message_id: str | None) -> tuple[str, dict[str, str]]:
+    """The publish span's name and a fresh dict of its attributes."""
+    base = _publishing.get((url, queue))
+    if base is None:
+        base = _publish_span_base(url, queue)
+    name, attributes = base
+    attributes = attributes.copy()
+    if message_id is not None:
+        attributes["messaging.message.id"] = message_id
+    return name, attributes
+
+
 def _publish_span_base(url: str, queue: str) -> tuple[str, dict[str, str]]:
     name = str(queue)  # a StrEnum member's value: a plain str in the span
     base = (
@@ -425,14 +437,7 @@ def traced_publish(publish: P) -> P:
         delay: float | None,
         key: str | None,
     ) -> str:
-        url: str = getattr(self, "url", "")
-        base = _publishing.get((url, queue))
-        if base is None:
-            base = _publish_span_base(url, queue)
-        name, attributes = base
-        attributes = attributes.copy()
-        if message_id is not None:
-            attributes["messaging.message.id"] = message_id
+        name, attributes = _publish_span(getattr(self, "url", ""), queue, message_id)
         current = get_context()
         parent = current.get(SPAN_KEY) if SPAN_KEY is not None else None
         cached = _cached
@@ -520,12 +525,7 @@ def start_publish(
         or _propagate.get_global_textmap() is not _DEFAULT_TEXTMAP
     ):
         return None
-    base = _publishing.get((url, queue))
-    if base is None:
-        base = _publish_span_base(url, queue)
-    name, attributes = base
-    attributes = attributes.copy()
-    attributes["messaging.message.id"] = message_id
+    name, attributes = _publish_span(url, queue, message_id)
     cached = _cached
     tracer = cached[1] if cached is not None and cached[0] is _api._TRACER_PROVIDER else _tracer()
     span: Span | None = start_child(tracer, name, _PRODUCER, attributes)
