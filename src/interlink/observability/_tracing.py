@@ -153,7 +153,9 @@ def set_current(span: Span, current: Context | None = None) -> object:
         return _context.attach(_api.set_span_in_context(span, current))
     if current is None:
         current = _CURRENT.get()
-    return _CURRENT.set(_context.Context({**current, SPAN_KEY: span}))
+    return _CURRENT.set(
+        _context.Context({**current, SPAN_KEY: span} if current else {SPAN_KEY: span})
+    )
 
 
 def restore(token: object) -> None:
@@ -320,12 +322,7 @@ def start_webhook(
         span = start(f"{method} {route}", parent, _SERVER, attributes)
     else:
         span = tracer.start_span(f"{method} {route}", parent, _SERVER, attributes)
-    if _CURRENT is None or SPAN_KEY is None:  # pragma: no cover - see the two probes
-        return span, set_current(span, current)
-    # set_current, inline: a new Context holding the span (most often the only entry).
-    return span, _CURRENT.set(
-        _context.Context({**current, SPAN_KEY: span} if current else {SPAN_KEY: span})
-    )
+    return span, set_current(span, current)
 
 
 def end_webhook(
