@@ -315,8 +315,7 @@ def start_webhook(
         "http.route": route,
         "interlink.webhook.source": source,
     }
-    cached = _cached
-    tracer = cached[1] if cached is not None and cached[0] is _api._TRACER_PROVIDER else _tracer()
+    tracer = _tracer()
     start = getattr(tracer, "start_owned", None)  # a lean tracer's: the attributes are ours
     if start is not None:
         span = start(f"{method} {route}", parent, _SERVER, attributes)
@@ -437,10 +436,7 @@ def traced_publish(publish: P) -> P:
         name, attributes = _publish_span(getattr(self, "url", ""), queue, message_id)
         current = get_context()
         parent = current.get(SPAN_KEY) if SPAN_KEY is not None else None
-        cached = _cached
-        tracer = (
-            cached[1] if cached is not None and cached[0] is _api._TRACER_PROVIDER else _tracer()
-        )
+        tracer = _tracer()
         # A LeanSpan's, without the tracer's general path, for attributes known to be plain
         # (the arguments' types are the caller's to get right; a wrong one is checked there).
         start_child = getattr(parent, "start_child", None)
@@ -523,8 +519,7 @@ def start_publish(
     ):
         return None
     name, attributes = _publish_span(url, queue, message_id)
-    cached = _cached
-    tracer = cached[1] if cached is not None and cached[0] is _api._TRACER_PROVIDER else _tracer()
+    tracer = _tracer()
     span: Span | None = start_child(tracer, name, _PRODUCER, attributes)
     if span is not None:
         headers[TRACEPARENT] = span.traceparent()  # type: ignore[attr-defined]
