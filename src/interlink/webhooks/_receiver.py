@@ -359,10 +359,9 @@ class WebhookReceiver:
             )
         )
         try:
-            if span is None:
+            if untraced is None or span is None:
                 await broker.publish(source.queue, body, message_id=key, headers=message_headers)
             else:
-                assert untraced is not None
                 try:
                     await untraced(source.queue, body, message_id=key, headers=message_headers)
                 except BaseException as exc:
