@@ -30,7 +30,9 @@ Standard Webhooks v1 headers (``webhook-id``, ``webhook-timestamp``,
 Run as a script (``python bench/_webhooks_app.py starlette|interlink|interlink_traced [--cpu N]``)
 it is the server process the benchmark starts: it pins itself to CPU ``N``
 first (so every thread it starts later, SQLite's writer included, runs
-there), binds ``127.0.0.1`` on a free port itself, writes ``port=<n>`` as its
+there), builds the app and freezes what that made (``gc.freeze``, as
+``interlink serve`` does once the service started; the same for all three
+apps), binds ``127.0.0.1`` on a free port itself, writes ``port=<n>`` as its
 first line on stdout, then serves with uvicorn (uvloop, httptools, one
 process) until SIGTERM/SIGINT or until its stdin closes, so it stops with the
 benchmark even if the benchmark dies without cleaning up.
@@ -41,6 +43,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import gc
 import hmac
 import os
 import sys
@@ -164,6 +167,17 @@ APPS: dict[str, Callable[[], Any]] = {
 }
 
 
+def _frozen(factory: Callable[[], Any]) -> Callable[[], Any]:
+    """``factory``, then ``gc.freeze()``: the start-up objects, as ``Service.run`` leaves them."""
+
+    def build() -> Any:
+        app = factory()
+        gc.freeze()
+        return app
+
+    return build
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="serve one of the webhook benchmark's apps")
     parser.add_argument("app", choices=sorted(APPS))
@@ -171,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
-    return serve(APPS[args.app], factory=True)
+    return serve(_frozen(APPS[args.app]), factory=True)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -256,6 +257,12 @@ class Service:
             loop.add_signal_handler(sig, stop.set)
         try:
             await self.start()
+            # What start made (modules, config, clients, the app) lives as long as the process:
+            # out of the collector's sight from now on, so that a full collection, which
+            # visits every tracked object, visits only what requests and messages made. On the
+            # traced webhook receiver it took a full collection from about 26 ms to 3 ms
+            # (docs/performance.md, "Tracing and metrics on ingest").
+            gc.freeze()
             await stop.wait()
             _log.info("service %s: stopping", self.config.service.name)
         finally:
