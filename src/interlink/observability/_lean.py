@@ -75,7 +75,13 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util import types
 
-from interlink.observability._tracing import EMPTY_STATE, SPAN_KEY, get_context, traceparent_of
+from interlink.observability._tracing import (
+    EMPTY_STATE,
+    SPAN_KEY,
+    get_context,
+    register_lean,
+    traceparent_of,
+)
 
 __all__ = ["LeanTracerProvider"]
 
@@ -902,9 +908,18 @@ class _LeanTracer(trace_api.Tracer):
             span = self._reuse()
         except IndexError:  # none to reuse (a new high of spans in flight)
             span = _object_new(LeanSpan)
-        else:  # what every exported span has set; _recycle took only spans with nothing else
-            span._context = None
-            span._end_time = None
+            # The class's defaults, on the object: read as often as they are, an instance's
+            # own attributes are the cheaper ones. _recycle keeps only spans that still
+            # have all of them but the first two.
+            span._events = ()
+            span._links = ()
+            span._status = _UNSET
+            span._dropped_attributes = 0
+            span._unchecked = False
+            span._record_exception = True
+            span._set_status_on_exception = True
+        span._context = None
+        span._end_time = None
         span._tracer = self
         span._name = name
         span.trace_id = trace_id
@@ -1016,3 +1031,6 @@ class LeanTracerProvider(trace_api.TracerProvider):
         """Export what is queued, stop the export thread, shut the exporter down (once)."""
         self.batcher.shutdown()
         atexit.unregister(self.shutdown)
+
+
+register_lean(LeanSpan, _LeanTracer)

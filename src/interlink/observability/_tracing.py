@@ -202,6 +202,19 @@ tracing_enabled = enabled
 """``enabled`` under its public name (``interlink.observability.tracing_enabled``)."""
 
 
+# ``LeanSpan`` and ``_LeanTracer``, registered by ``_lean`` when it is imported (it imports
+# this module, so this one cannot import it): the hot paths below tell a lean span or tracer
+# by its type, without a ``getattr`` per call.
+_lean_span: type | None = None
+_lean_tracer: type | None = None
+
+
+def register_lean(span: type, tracer: type) -> None:
+    """Called by ``_lean`` at import: its span and tracer classes."""
+    global _lean_span, _lean_tracer
+    _lean_span, _lean_tracer = span, tracer
+
+
 def _tracer() -> Tracer:
     global _cached
     provider = _api._TRACER_PROVIDER
@@ -316,9 +329,10 @@ def start_webhook(
         "interlink.webhook.source": source,
     }
     tracer = _tracer()
-    start = getattr(tracer, "start_owned", None)  # a lean tracer's: the attributes are ours
-    if start is not None:
-        span = start(f"{method} {route}", parent, _SERVER, attributes)
+    if type(tracer) is _lean_tracer:  # it takes our attributes as they are
+        span = tracer.start_owned(  # type: ignore[attr-defined]
+            f"{method} {route}", parent, _SERVER, attributes
+        )
     else:
         span = tracer.start_span(f"{method} {route}", parent, _SERVER, attributes)
     return span, set_current(span, current)
@@ -343,9 +357,8 @@ def end_webhook(
             _error(span, str(status))
     elif error is not None and not isinstance(error, asyncio.CancelledError):
         _error(span, _error_type(error), type(error).__name__)
-    finish = getattr(span, "finish", None)  # a LeanSpan's: both in one call
-    if finish is not None:
-        finish(attributes)
+    if type(span) is _lean_span:  # both in one call
+        span.finish(attributes)  # type: ignore[attr-defined]
         return
     span.set_attributes(attributes)
     span.end()
@@ -439,10 +452,9 @@ def traced_publish(publish: P) -> P:
         tracer = _tracer()
         # A LeanSpan's, without the tracer's general path, for attributes known to be plain
         # (the arguments' types are the caller's to get right; a wrong one is checked there).
-        start_child = getattr(parent, "start_child", None)
         span = None
-        if start_child is not None and type(message_id) in _ID_TYPES:
-            span = start_child(tracer, name, _PRODUCER, attributes)
+        if type(parent) is _lean_span and type(message_id) in _ID_TYPES:
+            span = parent.start_child(tracer, name, _PRODUCER, attributes)  # type: ignore[attr-defined]
         if span is None:
             span = tracer.start_span(name, current, _PRODUCER, attributes)
         try:
@@ -510,23 +522,21 @@ def start_publish(
     """
     current = get_context()
     parent = current.get(SPAN_KEY) if SPAN_KEY is not None else None
-    start_child = getattr(parent, "start_child", None)
     if (
-        start_child is None
+        type(parent) is not _lean_span
         or len(current) != 1
         or TRACEPARENT in headers  # the caller's own: the traced publish keeps it
         or _propagate.get_global_textmap() is not _DEFAULT_TEXTMAP
     ):
         return None
     name, attributes = _publish_span(url, queue, message_id)
-    tracer = _tracer()
-    span: Span | None = start_child(tracer, name, _PRODUCER, attributes)
+    span: Any = parent.start_child(_tracer(), name, _PRODUCER, attributes)  # type: ignore[attr-defined]
     if span is not None:
-        headers[TRACEPARENT] = span.traceparent()  # type: ignore[attr-defined]
-        state = span.trace_state  # type: ignore[attr-defined]
+        headers[TRACEPARENT] = traceparent_of(span.trace_id, span.span_id, span.flags)
+        state = span.trace_state
         if state is not EMPTY_STATE:
             headers["tracestate"] = state.to_header()
-    return span
+    return span  # type: ignore[no-any-return]
 
 
 def end_publish(span: Span, error: BaseException | None) -> None:

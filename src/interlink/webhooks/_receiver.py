@@ -163,6 +163,7 @@ class WebhookReceiver:
         self.stats: dict[str, SourceStats] = {name: SourceStats() for name in self.sources}
         self._started = False
         self._untraced_publish: Callable[..., Awaitable[str]] | None = None
+        self._publish_url: str = ""  # the broker's URL, for its publish spans
         # Receipt ids: random per receiver, then counted (unique, and cheaper than 16 random bytes).
         self._receipt_prefix = new_message_id()[:22]
         self._receipt_seq = itertools.count(1)
@@ -192,6 +193,7 @@ class WebhookReceiver:
         # Observability (tracing): the broker's publish without its span, for _serve to make
         # the span itself when the SERVER span is there (None: publish traces itself).
         self._untraced_publish = tracing.untraced_publish(self._broker)
+        self._publish_url = getattr(self._broker, "url", "")  # for its publish spans
         self._started = True
 
     async def close(self) -> None:
@@ -354,9 +356,7 @@ class WebhookReceiver:
         span = (
             None
             if untraced is None
-            else tracing.start_publish(
-                getattr(broker, "url", ""), source.queue, key, message_headers
-            )
+            else tracing.start_publish(self._publish_url, source.queue, key, message_headers)
         )
         try:
             if untraced is None or span is None:
