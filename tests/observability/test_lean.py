@@ -1475,3 +1475,23 @@ def test_a_span_ended_after_shutdown_is_neither_exported_nor_kept(
     assert exporter.names() == ["before"]
     assert len(provider.batcher.queue) == 0  # nothing held on to, for nothing
     assert provider.dropped_spans == 0
+
+
+@pytest.mark.parametrize("limit", [0, 3, 6, 7, 8])
+def test_under_an_attribute_count_limit_the_webhook_span_keeps_what_the_sdk_keeps(
+    limit: int, monkeypatch: pytest.MonkeyPatch, lean: Make
+) -> None:
+    limits = SpanLimits(max_span_attributes=limit)
+    found: list[tuple[dict[str, Any], int]] = []
+    makers: list[Callable[[InMemorySpanExporter], trace.TracerProvider]] = [
+        lambda exporter: sdk_provider(exporter, limits=limits),
+        lambda exporter: lean(exporter, batch=False, limits=limits),
+    ]
+    for make in makers:
+        exporter = InMemorySpanExporter()
+        traced_webhook(monkeypatch, make(exporter))
+        [done] = exporter.get_finished_spans()
+        found.append((dict(done.attributes or {}), done.dropped_attributes))
+    sdk, mine = found
+    assert mine == sdk
+    assert len(mine[0]) == min(limit, len(WEBHOOK_ATTRIBUTES))

@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -559,3 +559,87 @@ async def test_an_incoming_tracestate_is_kept_by_the_webhook_and_publish_spans_a
         f"00-{publish.context.trace_id:032x}-{publish.context.span_id:016x}-01"
     )
     assert headers["tracestate"] == "vendor=abc,x=1"
+
+
+# -- the webhook span's attributes, shared between spans of a kind -----------------------------
+def test_an_attribute_set_on_one_webhook_span_stays_on_that_span(
+    spans: InMemorySpanExporter,
+) -> None:
+    """Spans of one source share their attributes until one of them changes its own."""
+    first, first_token = _tracing.start_webhook(
+        "billing", "/webhooks/billing", _webhook_scope(), {}
+    )
+    first.set_attribute("app.note", "first only")
+    _tracing.restore(first_token)
+    fourth, fourth_token = _tracing.start_webhook(
+        "billing", "/webhooks/billing", _webhook_scope(), {}
+    )
+    fourth.set_attributes({"app.more": 1})
+    _tracing.end_webhook(fourth, fourth_token, 200, "accepted", None, None)
+    second, second_token = _tracing.start_webhook(
+        "billing", "/webhooks/billing", _webhook_scope(), {}
+    )
+    _tracing.end_webhook(second, second_token, 200, "accepted", None, None)
+    third, third_token = _tracing.start_webhook(
+        "billing", "/webhooks/billing", _webhook_scope(), {}
+    )
+    _tracing.end_webhook(third, third_token, 503, "unavailable", None, None)
+    first.end()
+    done = {span.context.span_id: span for span in spans.get_finished_spans() if span.context}
+    one, two, three, four = (
+        done[span.get_span_context().span_id] for span in (first, second, third, fourth)
+    )
+    base = {
+        "http.request.method": "POST",
+        "url.path": "/webhooks/billing",
+        "url.scheme": "https",
+        "http.route": "/webhooks/billing",
+        "interlink.webhook.source": "billing",
+    }
+    assert dict(one.attributes or {}) == {**base, "app.note": "first only"}
+    assert dict(two.attributes or {}) == {
+        **base,
+        "interlink.webhook.outcome": "accepted",
+        "http.response.status_code": 200,
+    }
+    assert dict(three.attributes or {}) == {
+        **base,
+        "error.type": "503",
+        "interlink.webhook.outcome": "unavailable",
+        "http.response.status_code": 503,
+    }
+    assert dict(four.attributes or {}) == {**dict(two.attributes or {}), "app.more": 1}
+    assert three.status.status_code is StatusCode.ERROR
+    assert two.status.status_code is StatusCode.UNSET
+
+
+def test_shared_span_attributes_refuse_every_change() -> None:
+    shared = _tracing.SharedAttributes({"a": 1})
+    changes: list[Callable[[], object]] = [
+        lambda: shared.__setitem__("b", 2),
+        lambda: shared.__delitem__("a"),
+        lambda: shared.update({"b": 2}),
+        lambda: shared.pop("a"),
+        lambda: shared.popitem(),
+        lambda: shared.clear(),
+        lambda: shared.setdefault("b", 2),
+        lambda: shared.__ior__({"b": 2}),
+    ]
+    for change in changes:
+        with pytest.raises(TypeError, match="read-only"):
+            change()
+    assert shared == {"a": 1}
+
+
+def test_the_webhook_span_cache_stays_bounded(
+    spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_tracing, "_webhook_spans", {})
+    monkeypatch.setattr(_tracing, "_WEBHOOK_SPANS_MAX", 3)
+    for n in range(6):
+        scope = {**_webhook_scope(), "path": f"/webhooks/billing/{n}"}
+        span, token = _tracing.start_webhook("billing", "/webhooks/billing", scope, {})
+        _tracing.end_webhook(span, token, 200, "accepted", None, None)
+    assert len(_tracing._webhook_spans) == 3
+    paths = [span.attributes["url.path"] for span in spans.get_finished_spans() if span.attributes]
+    assert paths == [f"/webhooks/billing/{n}" for n in range(6)]

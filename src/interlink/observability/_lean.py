@@ -78,6 +78,7 @@ from opentelemetry.util import types
 from interlink.observability._tracing import (
     EMPTY_STATE,
     SPAN_KEY,
+    SharedAttributes,
     get_context,
     register_lean,
     traceparent_of,
@@ -329,6 +330,8 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             if isinstance(value, Sequence) and not isinstance(value, str | bytes):
                 value = tuple(value)  # the value as it is now, as the SDK keeps it
         attributes = self._attributes
+        if type(attributes) is SharedAttributes:  # shared with other spans: this span's own copy
+            attributes = self._attributes = dict(attributes)
         if key in attributes:
             del attributes[key]  # set again: now the newest, as in the SDK
         elif len(attributes) >= self._tracer.limits_attributes:
@@ -343,6 +346,8 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             self._after_end("set_attributes")
             return
         mine = self._attributes
+        if type(mine) is SharedAttributes:  # shared with other spans: this span's own copy
+            mine = self._attributes = dict(mine)
         if (
             len(mine) + len(attributes) <= self._tracer.limits_attributes
             and _plain(attributes)
@@ -448,12 +453,29 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         """
         mine = self._attributes
         if self._end_time is None and len(mine) + len(attributes) <= self._tracer.limits_attributes:
-            mine.update(attributes)
+            mine.update(attributes)  # (never a SharedAttributes: they refuse it)
             self._end_time = _time_ns()
             self._tracer.on_end(self)
             return
         self.set_attributes(attributes)
         self.end()
+
+    def finish_shared(
+        self, final: SharedAttributes, attributes: Mapping[str, str | int | float | bool]
+    ) -> None:
+        """End with ``final`` as the attributes: those shared ones it has, and ``attributes``.
+
+        For a span whose attributes are still the ``SharedAttributes`` it was
+        started with (the caller checked): the webhook SERVER span's end
+        (``end_webhook``), without a dict per span. Past the attribute limit,
+        what ``finish(attributes)`` does.
+        """
+        if self._end_time is None and len(final) <= self._tracer.limits_attributes:
+            self._attributes = final
+            self._end_time = _time_ns()
+            self._tracer.on_end(self)
+            return
+        self.finish(attributes)
 
     def end(self, end_time: int | None = None) -> None:
         if self._end_time is not None:
@@ -835,9 +857,10 @@ class _LeanTracer(trace_api.Tracer):
     ) -> trace_api.Span:
         """``start_span(name, context, kind, attributes)`` for interlink's own hot paths.
 
-        ``attributes`` is a fresh dict the span keeps as it is: non-empty
-        ``str`` keys and plain values, by the caller's construction (not
-        checked again).
+        ``attributes`` is a fresh dict the span keeps as it is, or a
+        ``SharedAttributes`` it copies before any change: non-empty ``str``
+        keys and plain values, by the caller's construction (not checked
+        again).
         """
         if SPAN_KEY is None or len(attributes) > self.limits_attributes:  # pragma: no cover
             return self.start_span(name, context, kind, attributes)

@@ -321,20 +321,16 @@ def start_webhook(
     method: str = scope["method"]
     if method not in _KNOWN_METHODS:
         method = "_OTHER"
-    attributes = {
-        "http.request.method": method,
-        "url.path": scope["path"],
-        "url.scheme": scope.get("scheme", "http"),
-        "http.route": route,
-        "interlink.webhook.source": source,
-    }
+    key = (source, route, method, scope["path"], scope.get("scheme", "http"))
+    made = _webhook_spans.get(key)
+    if made is None:
+        made = _webhook_span(key)
+    name, attributes = made
     tracer = _tracer()
     if type(tracer) is _lean_tracer:  # it takes our attributes as they are
-        span = tracer.start_owned(  # type: ignore[attr-defined]
-            f"{method} {route}", parent, _SERVER, attributes
-        )
+        span = tracer.start_owned(name, parent, _SERVER, attributes)  # type: ignore[attr-defined]
     else:
-        span = tracer.start_span(f"{method} {route}", parent, _SERVER, attributes)
+        span = tracer.start_span(name, parent, _SERVER, attributes)
     return span, set_current(span, current)
 
 
@@ -348,20 +344,93 @@ def end_webhook(
 ) -> None:
     """Record the answer and end the span: status, ``interlink.webhook.outcome`` (``.reason``)."""
     restore(token)
+    if status is not None:
+        if status >= 500:  # server semantics: 4xx is the sender's problem, not an error here
+            _error(span, str(status))
+    elif error is not None and not isinstance(error, asyncio.CancelledError):
+        _error(span, _error_type(error), type(error).__name__)
+    if type(span) is _lean_span:
+        start = span._attributes  # type: ignore[attr-defined]
+        if type(start) is SharedAttributes:  # as start_webhook made them: the two are cached
+            ended = start.ends.get((outcome, status, reason))
+            if ended is None:
+                ended = start.end(outcome, status, reason)
+            span.finish_shared(ended[1], ended[0])  # type: ignore[attr-defined]
+        else:
+            span.finish(_end_attributes(outcome, status, reason))  # type: ignore[attr-defined]
+        return
+    span.set_attributes(_end_attributes(outcome, status, reason))
+    span.end()
+
+
+def _end_attributes(outcome: str, status: int | None, reason: str | None) -> dict[str, str | int]:
     attributes: dict[str, str | int] = {"interlink.webhook.outcome": outcome}
     if reason is not None:
         attributes["interlink.webhook.reason"] = reason
     if status is not None:
         attributes["http.response.status_code"] = status
-        if status >= 500:  # server semantics: 4xx is the sender's problem, not an error here
-            _error(span, str(status))
-    elif error is not None and not isinstance(error, asyncio.CancelledError):
-        _error(span, _error_type(error), type(error).__name__)
-    if type(span) is _lean_span:  # both in one call
-        span.finish(attributes)  # type: ignore[attr-defined]
-        return
-    span.set_attributes(attributes)
-    span.end()
+    return attributes
+
+
+class SharedAttributes(dict[str, Any]):
+    """Span attributes shared by every span of a kind (a webhook span's): read-only.
+
+    ``start_webhook`` hands the same one to every SERVER span of a source,
+    method and path, and ``end_webhook`` swaps it for the one of the answer
+    (``ends``), instead of two dicts built per request. A lean span copies it
+    before any change (``set_attribute``, a status >= 500's ``error.type``);
+    an exporter only reads it.
+    """
+
+    __slots__ = ("ends",)
+
+    def __init__(self, attributes: Mapping[str, Any]) -> None:
+        super().__init__(attributes)
+        # (outcome, status, reason) -> (the answer's own attributes, all of them)
+        self.ends: dict[
+            tuple[str, int | None, str | None], tuple[dict[str, str | int], SharedAttributes]
+        ] = {}
+
+    def end(
+        self, outcome: str, status: int | None, reason: str | None
+    ) -> tuple[dict[str, str | int], SharedAttributes]:
+        """The answer's attributes, and all of them (cached, bounded)."""
+        own = _end_attributes(outcome, status, reason)
+        ended = (own, SharedAttributes({**self, **own}))
+        if len(self.ends) < _WEBHOOK_SPANS_MAX:
+            self.ends[outcome, status, reason] = ended
+        return ended
+
+    def _read_only(self, *args: object, **kwargs: object) -> Any:
+        raise TypeError("shared span attributes are read-only; a span copies them to change them")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _read_only
+    __ior__ = _read_only
+
+
+# (source, route, method, path, scheme) -> the SERVER span's name and attributes; bounded, as
+# the method and path come from requests (past the bound they are made per request).
+_webhook_spans: dict[tuple[str, str, str, str, str], tuple[str, SharedAttributes]] = {}
+_WEBHOOK_SPANS_MAX: Final = 4096
+
+
+def _webhook_span(key: tuple[str, str, str, str, str]) -> tuple[str, SharedAttributes]:
+    source, route, method, path, scheme = key
+    made = (
+        f"{method} {route}",
+        SharedAttributes(
+            {
+                "http.request.method": method,
+                "url.path": path,
+                "url.scheme": scheme,
+                "http.route": route,
+                "interlink.webhook.source": source,
+            }
+        ),
+    )
+    if len(_webhook_spans) < _WEBHOOK_SPANS_MAX:
+        _webhook_spans[key] = made
+    return made
 
 
 # -- messaging -----------------------------------------------------------------------------
