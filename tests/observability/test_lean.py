@@ -1376,21 +1376,30 @@ def test_the_webhook_span_exports_its_own_attributes_as_they_were_given(
     assert dict(exporter.get_finished_spans()[-1].attributes or {}) == WEBHOOK_ATTRIBUTES
 
 
-def test_with_a_value_length_limit_the_webhook_spans_strings_are_cut_as_the_sdk_cuts_them(
-    monkeypatch: pytest.MonkeyPatch, lean: Make
-) -> None:
-    limits = SpanLimits(max_span_attribute_length=3)
-    found: list[dict[str, Any]] = []
+def webhook_on_both(
+    monkeypatch: pytest.MonkeyPatch, lean: Make, limits: SpanLimits
+) -> tuple[ReadableSpan, ReadableSpan]:
+    """One webhook's SERVER span with these limits: the SDK provider's, then the lean one's."""
     makers: list[Callable[[InMemorySpanExporter], trace.TracerProvider]] = [
         lambda exporter: sdk_provider(exporter, limits=limits),
         lambda exporter: lean(exporter, batch=False, limits=limits),
     ]
+    found: list[ReadableSpan] = []
     for make in makers:
         exporter = InMemorySpanExporter()
         traced_webhook(monkeypatch, make(exporter))
         [done] = exporter.get_finished_spans()
-        found.append(dict(done.attributes or {}))
-    sdk, mine = found
+        found.append(done)
+    return found[0], found[1]
+
+
+def test_with_a_value_length_limit_the_webhook_spans_strings_are_cut_as_the_sdk_cuts_them(
+    monkeypatch: pytest.MonkeyPatch, lean: Make
+) -> None:
+    sdk_span, lean_span = webhook_on_both(
+        monkeypatch, lean, SpanLimits(max_span_attribute_length=3)
+    )
+    sdk, mine = dict(sdk_span.attributes or {}), dict(lean_span.attributes or {})
     assert mine == sdk
     assert mine == {
         key: value[:3] if isinstance(value, str) else value
@@ -1481,17 +1490,7 @@ def test_a_span_ended_after_shutdown_is_neither_exported_nor_kept(
 def test_under_an_attribute_count_limit_the_webhook_span_keeps_what_the_sdk_keeps(
     limit: int, monkeypatch: pytest.MonkeyPatch, lean: Make
 ) -> None:
-    limits = SpanLimits(max_span_attributes=limit)
-    found: list[tuple[dict[str, Any], int]] = []
-    makers: list[Callable[[InMemorySpanExporter], trace.TracerProvider]] = [
-        lambda exporter: sdk_provider(exporter, limits=limits),
-        lambda exporter: lean(exporter, batch=False, limits=limits),
-    ]
-    for make in makers:
-        exporter = InMemorySpanExporter()
-        traced_webhook(monkeypatch, make(exporter))
-        [done] = exporter.get_finished_spans()
-        found.append((dict(done.attributes or {}), done.dropped_attributes))
-    sdk, mine = found
+    found = webhook_on_both(monkeypatch, lean, SpanLimits(max_span_attributes=limit))
+    sdk, mine = ((dict(span.attributes or {}), span.dropped_attributes) for span in found)
     assert mine == sdk
     assert len(mine[0]) == min(limit, len(WEBHOOK_ATTRIBUTES))
