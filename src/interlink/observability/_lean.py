@@ -243,17 +243,19 @@ class LeanSpan(trace_api.Span, ReadableSpan):
     _resource: Resource
     _instrumentation_scope: InstrumentationScope
 
-    # What most spans never set, as class defaults: no store per span.
-    _context: SpanContext | None = None
-    _events: BoundedList[Event] | tuple[()] = ()
-    _links: BoundedList[Link] | tuple[()] = ()
-    _status: Status = _UNSET
-    _end_time: int | None = None
-    _instrumentation_info = None
-    _dropped_attributes = 0
-    _unchecked = False  # an attribute came through the API: _prepare validates them all
-    _record_exception = True
-    _set_status_on_exception = True
+    # What most spans never change: _LeanTracer._span gives every new span these values
+    # (on the object, where reading them is cheapest); _Batcher._recycle reuses a span only
+    # while all but the first two still have them.
+    _context: SpanContext | None
+    _events: BoundedList[Event] | tuple[()]
+    _links: BoundedList[Link] | tuple[()]
+    _status: Status
+    _end_time: int | None
+    _dropped_attributes: int
+    _unchecked: bool  # an attribute came through the API: _prepare validates them all
+    _record_exception: bool
+    _set_status_on_exception: bool
+    _instrumentation_info = None  # the SDK's deprecated field: never set
 
     # -- the API ------------------------------------------------------------------------------
     def get_span_context(self) -> SpanContext:
@@ -931,9 +933,6 @@ class _LeanTracer(trace_api.Tracer):
             span = self._reuse()
         except IndexError:  # none to reuse (a new high of spans in flight)
             span = _object_new(LeanSpan)
-            # The class's defaults, on the object: read as often as they are, an instance's
-            # own attributes are the cheaper ones. _recycle keeps only spans that still
-            # have all of them but the first two.
             span._events = ()
             span._links = ()
             span._status = _UNSET
