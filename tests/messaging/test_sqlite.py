@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from interlink.core.errors import ConfigError, DeliveryError, MessagingError, PublishError
-from interlink.messaging import SqliteBroker, open_broker
+from interlink.messaging import Delivery, SqliteBroker, open_broker
 from interlink.messaging._sqlite_schema import SCHEMA_VERSION
 from interlink.testing import FakeClock
 
@@ -166,6 +166,110 @@ async def test_reopening_keeps_the_schema_and_the_messages(tmp_path: Path) -> No
         assert (await second.stats("q")).ready == 1
     finally:
         await second.close()
+
+
+# -- the trace context column -----------------------------------------------------------
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def _take(broker: SqliteBroker, queue: str) -> Delivery:
+    return await asyncio.wait_for(anext(broker.consume(queue)), 5)
+
+
+async def test_a_traceparent_is_stored_packed_and_delivered_as_published(
+    broker: SqliteBroker, tmp_path: Path
+) -> None:
+    await broker.publish("q", b"x", headers={"traceparent": TRACEPARENT, "tenant": "acme"})
+    [(headers, trace)] = _query(tmp_path / "b.db", "SELECT headers, trace FROM messages")
+    assert headers == '{"tenant":"acme"}'
+    assert trace == bytes.fromhex(TRACEPARENT.replace("-", ""))  # 26 bytes, not 72 of JSON
+    delivery = await _take(broker, "q")
+    assert delivery.message.headers == {"tenant": "acme", "traceparent": TRACEPARENT}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        TRACEPARENT.upper(),  # W3C wants lower case: kept exactly as sent, not normalised
+        TRACEPARENT[:5] + "  " + TRACEPARENT[7:],  # spaces, which fromhex skips
+        TRACEPARENT.replace("-", "_"),
+        TRACEPARENT[:10] + "g" + TRACEPARENT[11:],
+        TRACEPARENT + "-00",  # a later version's extra field
+        TRACEPARENT[:-3],
+        "00-" + "0" * 32 + "-" + "1" * 16 + "-01",  # all digits: nothing cased, still packed
+        "",
+    ],
+)
+async def test_any_other_traceparent_is_kept_among_the_headers_exactly(
+    broker: SqliteBroker, tmp_path: Path, value: str
+) -> None:
+    await broker.publish("q", b"x", headers={"traceparent": value})
+    [(trace,)] = _query(tmp_path / "b.db", "SELECT trace FROM messages")
+    assert (trace is not None) is (value == "00-" + "0" * 32 + "-" + "1" * 16 + "-01")
+    delivery = await _take(broker, "q")
+    assert delivery.message.headers == {"traceparent": value}
+
+
+async def test_a_retry_with_a_new_traceparent_stores_the_new_one(broker: SqliteBroker) -> None:
+    await broker.publish("q", b"x", headers={"traceparent": TRACEPARENT})
+    delivery = await _take(broker, "q")
+    later = TRACEPARENT.replace("00f067aa0ba902b7", "00f067aa0ba902b8")
+    await delivery.retry(0, headers={"traceparent": later, "x-note": "again"})
+    again = await _take(broker, "q")
+    assert again.message.headers == {"traceparent": later, "x-note": "again"}
+    await again.retry(0, headers={"traceparent": "not a traceparent"})
+    third = await _take(broker, "q")
+    assert third.message.headers == {"traceparent": "not a traceparent", "x-note": "again"}
+
+
+async def test_a_version_1_file_gains_the_trace_column_and_keeps_its_messages(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(_VERSION_1_SCHEMA)
+    conn.execute(
+        "INSERT INTO messages (id, queue, body, headers, content_type, attempt, delivery_count,"
+        " published_at, available_at) VALUES ('m1', 'q', x'6869', ?, 'application/octet-stream',"
+        " 1, 0, 1.0, 1.0)",
+        (f'{{"traceparent":"{TRACEPARENT}"}}',),
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    broker = await open_broker(f"sqlite:///{path}")
+    try:
+        assert _query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(2,)]
+        delivery = await _take(broker, "q")
+        assert (delivery.message.id, delivery.message.body) == ("m1", b"hi")
+        assert delivery.message.headers == {"traceparent": TRACEPARENT}
+        await delivery.ack()
+        await broker.publish("q", b"new", headers={"traceparent": TRACEPARENT})
+        assert _query(path, "SELECT trace IS NOT NULL FROM messages") == [(1,)]
+    finally:
+        await broker.close()
+
+
+# The layout of schema version 1, as interlink 0.1 wrote it.
+_VERSION_1_SCHEMA = """
+CREATE TABLE messages (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL, queue TEXT NOT NULL, body BLOB NOT NULL,
+    headers TEXT, content_type TEXT NOT NULL, attempt INTEGER NOT NULL,
+    delivery_count INTEGER NOT NULL, published_at REAL NOT NULL, available_at REAL NOT NULL,
+    lease_owner TEXT
+);
+CREATE INDEX messages_ready ON messages (queue, available_at, seq);
+CREATE TABLE dead_letters (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, message_id TEXT NOT NULL,
+    source_queue TEXT NOT NULL, dead_letter_queue TEXT NOT NULL, body BLOB NOT NULL,
+    headers TEXT, content_type TEXT NOT NULL, attempt INTEGER NOT NULL,
+    delivery_count INTEGER NOT NULL, published_at REAL NOT NULL, error_type TEXT NOT NULL,
+    error_message TEXT NOT NULL, traceback TEXT NOT NULL, handler TEXT NOT NULL,
+    attempts INTEGER NOT NULL, first_failed_at REAL NOT NULL, last_failed_at REAL NOT NULL,
+    reason TEXT NOT NULL, dead_lettered_at REAL NOT NULL
+);
+"""
 
 
 # -- durability settings ------------------------------------------------------------

@@ -78,7 +78,7 @@ from interlink.messaging._sqlite_consumer import (
     OPEN,
     SqliteConsumer,
     SqliteDelivery,
-    dumps_headers,
+    pack_headers,
 )
 from interlink.messaging._sqlite_dead_letters import SqliteDeadLetters
 from interlink.messaging._sqlite_store import CALL, PUBLISH, RENEW, Store, is_busy
@@ -308,14 +308,14 @@ class SqliteBroker(Broker):
             message_id = self._new_id()
         elif not isinstance(message_id, str) or not message_id:
             raise ConfigError(f"message_id must be a non-empty string, got {message_id!r}")
-        stored = None
+        stored = trace = None
         if headers is not None or key is not None:
             fields = validate_headers(headers)
             if key is not None:
                 if not isinstance(key, str) or not key:
                     raise ConfigError(f"key must be a non-empty string, got {key!r}")
                 fields[HEADER_ORDERING_KEY] = key
-            stored = dumps_headers(fields)
+            stored, trace = pack_headers(fields)
         now = self.clock.wall()
         available_at = now
         if delay is not None:
@@ -331,7 +331,7 @@ class SqliteBroker(Broker):
             data, content_type = body, OCTET_STREAM
         else:
             data, content_type = encode_body(body)
-        row = (message_id, queue, data, stored, content_type, 1, now, available_at)
+        row = (message_id, queue, data, stored, trace, content_type, 1, now, available_at)
         try:
             await self._submit(PUBLISH, row)
         except MessagingError as exc:

@@ -21,6 +21,7 @@ from interlink.core.errors import (
 )
 from interlink.messaging._dead_letters import DeadLetter, DeadLetters, Failure, check_limit
 from interlink.messaging._message import HEADER_REPLAYED_FROM, Message
+from interlink.messaging._sqlite_consumer import pack_headers
 from interlink.messaging._sqlite_schema import INSERT_MESSAGE
 from interlink.messaging._sqlite_store import CALL, is_busy
 
@@ -98,7 +99,7 @@ def _replay(conn: sqlite3.Connection, now: float, ids: list[str]) -> list[tuple[
         merged[HEADER_REPLAYED_FROM] = dead_letter_id
         conn.execute(
             INSERT_MESSAGE,
-            (message_id, queue, body, json.dumps(merged), content_type, 1, now, now),
+            (message_id, queue, body, *pack_headers(merged), content_type, 1, now, now),
         )
         sent.append((message_id, queue))
     conn.execute(

@@ -31,7 +31,7 @@ __all__ = [
 
 _READY = (
     "SELECT seq, id, body, headers, content_type, attempt, delivery_count, published_at,"
-    " available_at FROM messages WHERE queue = ? AND available_at <= ?"
+    " available_at, trace FROM messages WHERE queue = ? AND available_at <= ?"
     " ORDER BY available_at, seq LIMIT ?"
 )
 _TAKE = (
@@ -50,7 +50,7 @@ _STILL_LEASED = (
 _RENEW = "UPDATE messages SET available_at = ? WHERE seq = ? AND lease_owner = ?"
 _RETRY = (
     "UPDATE messages SET attempt = attempt + 1, delivery_count = attempt, headers = ?,"
-    " available_at = ?, lease_owner = NULL WHERE seq = ? AND lease_owner = ?"
+    " trace = ?, available_at = ?, lease_owner = NULL WHERE seq = ? AND lease_owner = ?"
 )
 _RELEASE = (
     "UPDATE messages SET lease_owner = NULL, available_at = ?, delivery_count = delivery_count - ?"
@@ -126,14 +126,17 @@ def retry(
     seq: int,
     token: str,
     headers: str | None,
+    trace: bytes | None,
     available_at: float,
 ) -> None:
     """Ack and requeue in one statement: attempt + 1, new headers, available after the delay.
 
+    ``headers`` and ``trace`` as ``pack_headers`` makes them.
+
     ``delivery_count`` restarts at the old attempt, so the next delivery counts
     as the new attempt's first: it never falls below ``attempt``.
     """
-    if conn.execute(_RETRY, (headers, available_at, seq, token)).rowcount != 1:
+    if conn.execute(_RETRY, (headers, trace, available_at, seq, token)).rowcount != 1:
         raise LeaseLostError("its lease expired and it was delivered again, or it was settled")
 
 

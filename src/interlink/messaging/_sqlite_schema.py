@@ -10,8 +10,12 @@ from interlink.core.errors import ConfigError
 
 __all__ = ["INSERT_MESSAGE", "SCHEMA_VERSION", "open_database", "path_error", "rollback"]
 
-SCHEMA_VERSION: Final = 1
-"""``PRAGMA user_version`` of the file layout this code writes (migrations key on it)."""
+SCHEMA_VERSION: Final = 2
+"""``PRAGMA user_version`` of the file layout this code writes (migrations key on it).
+
+1: the first layout. 2: ``messages.trace``, a message's W3C ``traceparent``
+packed into 26 bytes (``pack_headers``); a version-1 file gains the column
+when it is opened (``ALTER TABLE``: no rows are rewritten)."""
 
 # Every message is one row of ``messages``. ``available_at`` is when it may be
 # leased next: its publish/retry time plus delay while it waits, and the lease
@@ -29,7 +33,8 @@ CREATE TABLE IF NOT EXISTS messages (
     delivery_count INTEGER NOT NULL,
     published_at REAL NOT NULL,
     available_at REAL NOT NULL,
-    lease_owner TEXT
+    lease_owner TEXT,
+    trace BLOB
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, available_at, seq);
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -59,9 +64,13 @@ CREATE INDEX IF NOT EXISTS dead_letters_dlq ON dead_letters (dead_letter_queue, 
 """
 
 INSERT_MESSAGE: Final = (
-    "INSERT INTO messages (id, queue, body, headers, content_type, attempt, delivery_count,"
-    " published_at, available_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)"
+    "INSERT INTO messages (id, queue, body, headers, trace, content_type, attempt,"
+    " delivery_count, published_at, available_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"
 )
+
+_MIGRATIONS: Final = {
+    1: "ALTER TABLE messages ADD COLUMN trace BLOB",  # -> 2
+}
 
 _LEVELS: Final = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 
@@ -132,6 +141,10 @@ def _ensure_schema(conn: sqlite3.Connection, path: str) -> None:
                     f"{path!r} is an SQLite database of another application (user_version "
                     f"{version}, no interlink tables); give the broker a file of its own"
                 )
+            while version < SCHEMA_VERSION:
+                conn.execute(_MIGRATIONS[version])
+                version += 1
+                conn.execute(f"PRAGMA user_version = {version}")
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)

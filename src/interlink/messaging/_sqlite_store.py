@@ -81,13 +81,8 @@ _CLOSE: Final = 4
 # new statement). Same rows, same order, same transaction; a failure still falls back to
 # ``_slow``, one operation per SAVEPOINT.
 _INSERT_CHUNKS: Final = (64, 32, 16, 8, 4, 2, 1)
-_INSERTS: Final = {
-    n: INSERT_MESSAGE.replace(
-        "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
-        "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, 0, ?, ?)"] * n),
-    )
-    for n in _INSERT_CHUNKS
-}
+_INTO, _, _ROW = INSERT_MESSAGE.partition(" VALUES ")
+_INSERTS: Final = {n: f"{_INTO} VALUES {', '.join([_ROW] * n)}" for n in _INSERT_CHUNKS}
 _chain = itertools.chain.from_iterable
 
 _MAX_BATCH = 2_000
