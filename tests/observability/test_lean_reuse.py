@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
@@ -212,11 +212,27 @@ def _invalid_key(span: trace.Span) -> None:
     span.set_attribute("", "dropped")
 
 
+def _status_code(span: trace.Span) -> None:
+    span.set_status(StatusCode.ERROR, "broken")
+
+
+def _link(span: trace.Span) -> None:
+    span.add_link(trace.SpanContext(1, 2, is_remote=True))
+
+
+def _past_the_attribute_limit(span: trace.Span) -> None:
+    for n in range(SpanLimits().max_span_attributes + 1):  # type: ignore[operator]
+        span.set_attribute(f"a{n}", n)  # the first one is dropped, and counted
+
+
 MORE: dict[str, Callable[[trace.Span], None]] = {
     "status": _status,
+    "status code": _status_code,
     "event": _event,
     "exception": _exception,
     "invalid key": _invalid_key,
+    "link": _link,
+    "past the attribute limit": _past_the_attribute_limit,
 }
 
 

@@ -252,9 +252,10 @@ class LeanSpan(trace_api.Span, ReadableSpan):
     _status: Status
     _end_time: int | None
     _dropped_attributes: int
-    _unchecked: bool  # an attribute came through the API: _prepare validates them all
+    _unchecked: bool  # an attribute came through the API, or was dropped: _prepare checks them
     _record_exception: bool
     _set_status_on_exception: bool
+    _touched: bool  # any of the five above changed: the span is never reused (_recycle)
     _instrumentation_info = None  # the SDK's deprecated field: never set
 
     # -- the API ------------------------------------------------------------------------------
@@ -326,6 +327,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             # What the SDK's span does with it: dropped (with its warning) and counted.
             _log.warning("invalid key `%s`. must be non-empty string.", key)
             self._dropped_attributes += 1
+            self._unchecked = self._touched = True
             return
         if type(value) not in _PLAIN:
             self._unchecked = True  # validated in the export thread
@@ -338,6 +340,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             del attributes[key]  # set again: now the newest, as in the SDK
         elif len(attributes) >= self._tracer.limits_attributes:
             self._dropped_attributes += 1
+            self._unchecked = self._touched = True
             if not attributes:  # a limit of 0
                 return
             del attributes[next(iter(attributes))]  # full: the oldest goes, as in the SDK
@@ -377,6 +380,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         events = self._events
         if not events:
             events = self._events = BoundedList(self._tracer.limits.max_events)
+            self._touched = True
         limits = self._tracer.limits
         events.append(
             Event(
@@ -399,6 +403,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         if link is not None:
             if not self._links:
                 self._links = BoundedList(self._tracer.limits.max_links)
+                self._touched = True
             self._links.append(link)
 
     def update_name(self, name: str) -> None:
@@ -423,8 +428,10 @@ class LeanSpan(trace_api.Span, ReadableSpan):
                     description,
                 )
             self._status = status
+            self._touched = True
         elif status is not StatusCode.UNSET:
             self._status = Status(status, description)
+            self._touched = True
 
     def record_exception(
         self,
@@ -516,7 +523,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         """
         if self._context is None:
             self.get_span_context()
-        if self._unchecked or self._dropped_attributes or self._tracer.truncating:
+        if self._unchecked or self._tracer.truncating:
             self._check_attributes()
 
     def _check_attributes(self) -> None:
@@ -599,9 +606,11 @@ class _Batcher:
     the SDK's ``SimpleSpanProcessor`` does): for tests and the console.
     """
 
-    def __init__(self, exporter: SpanExporter, *, batch: bool) -> None:
+    def __init__(self, exporter: SpanExporter, *, batch: bool, truncating: bool) -> None:
         self.exporter = exporter
         self.batch = batch
+        # Values are cut to a length (SpanLimits): every span's attributes are checked.
+        self.truncating = truncating
         self.schedule_delay = _env_int("OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
         self.max_queue = _env_int("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
         self.batch_size = min(_env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512), self.max_queue)
@@ -710,10 +719,11 @@ class _Batcher:
         )
         try:
             if _SHARED_LAYOUT:
+                truncating = self.truncating
                 for span in spans:  # LeanSpan._prepare, inline
                     if span._context is None:
                         span.get_span_context()
-                    if span._unchecked or span._dropped_attributes or span._tracer.truncating:
+                    if span._unchecked or truncating:
                         span._check_attributes()
                 self.exporter.export(spans)
             else:  # an SDK that keeps a ReadableSpan's fields otherwise
@@ -735,8 +745,8 @@ class _Batcher:
         Reused only when nothing can tell: no reference but this batch's
         (the exporter kept neither the list nor the span, nor did the
         application), no weak reference, and nothing set beyond the fields
-        ``_span`` sets again (no events, links, status, dropped attributes,
-        exception options).
+        ``_span`` sets again (``_touched``: no events, links, status, dropped
+        attributes, exception options).
         """
         if _getrefcount(spans) != _BATCH_REFERENCES:  # type: ignore[misc]
             return
@@ -744,12 +754,7 @@ class _Batcher:
         for span in spans:
             if (
                 _getrefcount(span) == _SPAN_REFERENCES  # type: ignore[misc]
-                and span._events == ()
-                and span._links == ()
-                and span._status is _UNSET
-                and not span._dropped_attributes
-                and span._record_exception
-                and span._set_status_on_exception
+                and not span._touched
                 and not weakref.getweakrefcount(span)
             ):
                 if span._unchecked:  # its attributes were checked for this export
@@ -844,10 +849,13 @@ class _LeanTracer(trace_api.Tracer):
             span._links = BoundedList.from_seq(
                 self.limits.max_links, [link for link in kept if link is not None]
             )
+            span._touched = True
         if not record_exception:
             span._record_exception = False
+            span._touched = True
         if not set_status_on_exception:
             span._set_status_on_exception = False
+            span._touched = True
         return span
 
     def start_owned(
@@ -940,6 +948,7 @@ class _LeanTracer(trace_api.Tracer):
             span._unchecked = False
             span._record_exception = True
             span._set_status_on_exception = True
+            span._touched = False
         span._context = None
         span._end_time = None
         span._tracer = self
@@ -1013,7 +1022,9 @@ class LeanTracerProvider(trace_api.TracerProvider):
         # What the SDK's TraceIdRatioBased keeps: the trace id's lower 64 bits below the bound.
         self.bound = round(sampling_ratio * (_LOWER_64 + 1))
         self.limits = limits if limits is not None else SpanLimits()
-        self.batcher = _Batcher(exporter, batch=batch)
+        self.batcher = _Batcher(
+            exporter, batch=batch, truncating=self.limits.max_span_attribute_length is not None
+        )
         self._tracers: dict[tuple[str, str | None, str | None], _LeanTracer] = {}
         self._lock = threading.Lock()
         atexit.register(self.shutdown)
