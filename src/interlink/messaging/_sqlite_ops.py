@@ -126,7 +126,7 @@ def retry(
     seq: int,
     token: str,
     headers: str | None,
-    trace: bytes | None,
+    trace: str,
     available_at: float,
 ) -> None:
     """Ack and requeue in one statement: attempt + 1, new headers, available after the delay.

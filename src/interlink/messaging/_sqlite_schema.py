@@ -14,8 +14,8 @@ SCHEMA_VERSION: Final = 2
 """``PRAGMA user_version`` of the file layout this code writes (migrations key on it).
 
 1: the first layout. 2: ``messages.trace``, a message's W3C ``traceparent``
-packed into 26 bytes (``pack_headers``); a version-1 file gains the column
-when it is opened (``ALTER TABLE``: no rows are rewritten)."""
+packed (``pack_headers``); a version-1 file gains the column when it is
+opened (``ALTER TABLE``: no rows are rewritten)."""
 
 # Every message is one row of ``messages``. ``available_at`` is when it may be
 # leased next: its publish/retry time plus delay while it waits, and the lease
@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS messages (
     published_at REAL NOT NULL,
     available_at REAL NOT NULL,
     lease_owner TEXT,
-    trace BLOB
+    trace TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, available_at, seq);
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -69,7 +69,7 @@ INSERT_MESSAGE: Final = (
 )
 
 _MIGRATIONS: Final = {
-    1: "ALTER TABLE messages ADD COLUMN trace BLOB",  # -> 2
+    1: "ALTER TABLE messages ADD COLUMN trace TEXT NOT NULL DEFAULT ''",  # -> 2
 }
 
 _LEVELS: Final = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}

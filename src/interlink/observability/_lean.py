@@ -482,7 +482,12 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         if self._end_time is None and len(final) <= self._tracer.limits_attributes:
             self._attributes = final
             self._end_time = _time_ns()
-            self._tracer.on_end(self)
+            batcher = self._tracer.batcher  # its on_end, inline
+            queue = batcher.queue
+            if len(queue) < batcher._room:
+                queue.append(self)
+            else:
+                batcher._on_end(self)
             return
         self.finish(attributes)
 
@@ -491,7 +496,12 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             _log.warning("Calling end() on an ended span.")
             return
         self._end_time = _time_ns() if end_time is None else end_time
-        self._tracer.on_end(self)
+        batcher = self._tracer.batcher  # its on_end, inline
+        queue = batcher.queue
+        if len(queue) < batcher._room:
+            queue.append(self)
+        else:
+            batcher._on_end(self)
 
     def __exit__(
         self,
@@ -748,14 +758,16 @@ class _Batcher:
         ``_span`` sets again (``_touched``: no events, links, status, dropped
         attributes, exception options).
         """
-        if _getrefcount(spans) != _BATCH_REFERENCES:  # type: ignore[misc]
+        refcount = _getrefcount
+        if refcount(spans) != _BATCH_REFERENCES:  # type: ignore[misc]
             return
         keep = self.reusable.append
+        weakrefs = weakref.getweakrefcount
         for span in spans:
             if (
-                _getrefcount(span) == _SPAN_REFERENCES  # type: ignore[misc]
+                refcount(span) == _SPAN_REFERENCES  # type: ignore[misc]
                 and not span._touched
-                and not weakref.getweakrefcount(span)
+                and not weakrefs(span)
             ):
                 if span._unchecked:  # its attributes were checked for this export
                     span._unchecked = False
@@ -858,24 +870,6 @@ class _LeanTracer(trace_api.Tracer):
             span._touched = True
         return span
 
-    def start_owned(
-        self,
-        name: str,
-        context: context_api.Context,
-        kind: SpanKind,
-        attributes: dict[str, str | int | float | bool],
-    ) -> trace_api.Span:
-        """``start_span(name, context, kind, attributes)`` for interlink's own hot paths.
-
-        ``attributes`` is a fresh dict the span keeps as it is, or a
-        ``SharedAttributes`` it copies before any change: non-empty ``str``
-        keys and plain values, by the caller's construction (not checked
-        again).
-        """
-        if SPAN_KEY is None or len(attributes) > self.limits_attributes:  # pragma: no cover
-            return self.start_span(name, context, kind, attributes)
-        return self._start(name, context.get(SPAN_KEY), kind, attributes, _time_ns())
-
     def _start(
         self,
         name: str,
@@ -884,7 +878,13 @@ class _LeanTracer(trace_api.Tracer):
         attributes: dict[str, Any],
         start_time: int,
     ) -> trace_api.Span:
-        """A span whose parent is ``current`` (the context's span, if any): sampled, or not."""
+        """A span whose parent is ``current`` (the context's span, if any): sampled, or not.
+
+        ``start_webhook`` calls it directly for the ingest path's SERVER span,
+        with ``attributes`` it made itself: a ``SharedAttributes`` (copied by
+        the span before any change), plain values under non-empty ``str``
+        keys, within the attribute limit (not checked again).
+        """
         trace_state = EMPTY_STATE
         parent: SpanContext | None
         if type(current) is LeanSpan:  # the usual case: a child of one of ours, in process

@@ -40,6 +40,7 @@ import functools
 import logging
 import os
 import sys
+import time
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, MutableMapping
 from contextvars import ContextVar
@@ -72,6 +73,7 @@ else:
 __all__ = ["TRACEPARENT", "configure_tracing", "enabled", "trace_publish", "tracing_enabled"]
 
 _log = logging.getLogger("interlink.observability")
+_time_ns = time.time_ns
 
 TRACEPARENT: Final = "traceparent"
 """The W3C trace-context header, in HTTP requests and in message headers."""
@@ -79,8 +81,9 @@ TRACEPARENT: Final = "traceparent"
 _SCOPE: Final = "interlink"
 _MESSAGING_SYSTEMS: Final = {"amqp": "rabbitmq", "amqps": "rabbitmq"}
 
-# The provider the cached tracer came from, and that tracer.
-_cached: tuple[object, Any] | None = None
+# The provider the cached tracer came from (none yet), and that tracer.
+_cached_for: object = object()
+_cached_tracer: Any = None
 
 if _api is not None and os.environ.get("OTEL_PYTHON_TRACER_PROVIDER"):  # pragma: no cover
     _api.get_tracer_provider()  # loads the provider the environment names, once
@@ -216,14 +219,13 @@ def register_lean(span: type, tracer: type) -> None:
 
 
 def _tracer() -> Tracer:
-    global _cached
+    global _cached_for, _cached_tracer
     provider = _api._TRACER_PROVIDER
-    cached = _cached
-    if cached is not None and cached[0] is provider:
-        tracer: Tracer = cached[1]
-        return tracer
+    if provider is _cached_for:
+        return _cached_tracer  # type: ignore[no-any-return]
     tracer = _api.get_tracer(_SCOPE, __version__)
-    _cached = (provider, tracer)
+    _cached_tracer = tracer  # first: a thread that sees the new provider gets this tracer
+    _cached_for = provider
     return tracer
 
 
@@ -327,8 +329,12 @@ def start_webhook(
         made = _webhook_span(key)
     name, attributes = made
     tracer = _tracer()
-    if type(tracer) is _lean_tracer:  # it takes our attributes as they are
-        span = tracer.start_owned(name, parent, _SERVER, attributes)  # type: ignore[attr-defined]
+    lean: Any = tracer if type(tracer) is _lean_tracer else None
+    if lean is not None and SPAN_KEY is not None and len(attributes) <= lean.limits_attributes:
+        # The lean tracer takes our attributes as they are (not checked again).
+        span = lean._start(name, parent.get(SPAN_KEY), _SERVER, attributes, _time_ns())
+        if _CURRENT is not None and not current:  # set_current, inline, for an empty context
+            return span, _CURRENT.set(_context.Context({SPAN_KEY: span}))
     else:
         span = tracer.start_span(name, parent, _SERVER, attributes)
     return span, set_current(span, current)
@@ -343,7 +349,13 @@ def end_webhook(
     error: BaseException | None,
 ) -> None:
     """Record the answer and end the span: status, ``interlink.webhook.outcome`` (``.reason``)."""
-    restore(token)
+    if _CURRENT is None:  # pragma: no cover - see _find_context_var
+        restore(token)
+    else:
+        try:  # restore, inline
+            _CURRENT.reset(token)  # type: ignore[arg-type]
+        except Exception:
+            _log.exception("Failed to detach context")
     if status is not None:
         if status >= 500:  # server semantics: 4xx is the sender's problem, not an error here
             _error(span, str(status))
@@ -598,10 +610,18 @@ def start_publish(
         or _propagate.get_global_textmap() is not _DEFAULT_TEXTMAP
     ):
         return None
-    name, attributes = _publish_span(url, queue, message_id)
-    span: Any = parent.start_child(_tracer(), name, _PRODUCER, attributes)  # type: ignore[attr-defined]
+    base = _publishing.get((url, queue))  # _publish_span, inline
+    if base is None:
+        base = _publish_span_base(url, queue)
+    attributes = base[1].copy()
+    attributes["messaging.message.id"] = message_id
+    span: Any = parent.start_child(_tracer(), base[0], _PRODUCER, attributes)  # type: ignore[attr-defined]
     if span is not None:
-        headers[TRACEPARENT] = traceparent_of(span.trace_id, span.span_id, span.flags)
+        headers[TRACEPARENT] = "00-%s-%s%s" % (  # traceparent_of, inline  # noqa: UP031
+            span.trace_id.to_bytes(16, "big").hex(),
+            span.span_id.to_bytes(8, "big").hex(),
+            _FLAGS_HEX[span.flags],
+        )
         state = span.trace_state
         if state is not EMPTY_STATE:
             headers["tracestate"] = state.to_header()

@@ -367,7 +367,7 @@ class WebhookReceiver:
                 except BaseException as exc:
                     tracing.end_publish(span, exc)
                     raise
-                tracing.end_publish(span, None)
+                span.end()
         except Exception as exc:
             receipts.done(key, None)
             stats.unavailable += 1
