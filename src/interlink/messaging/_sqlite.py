@@ -76,10 +76,8 @@ from interlink.messaging._sqlite_consumer import (
     LOST,
     NEW,
     OPEN,
-    TRACEPARENT,
     SqliteConsumer,
     SqliteDelivery,
-    dumps_headers,
     pack_headers,
 )
 from interlink.messaging._sqlite_dead_letters import SqliteDeadLetters
@@ -317,10 +315,7 @@ class SqliteBroker(Broker):
                 if not isinstance(key, str) or not key:
                     raise ConfigError(f"key must be a non-empty string, got {key!r}")
                 fields[HEADER_ORDERING_KEY] = key
-            # (pack_headers only when there is a traceparent to pack: one call less otherwise)
-            stored, trace = (
-                pack_headers(fields) if TRACEPARENT in fields else (dumps_headers(fields), "")
-            )
+            stored, trace = pack_headers(fields)
         now = self.clock.wall()
         available_at = now
         if delay is not None:

@@ -11,7 +11,6 @@ batch, not two.
 from __future__ import annotations
 
 import asyncio
-import binascii
 import functools
 import json
 import logging
@@ -78,45 +77,31 @@ TRACEPARENT: Final = "traceparent"
 def pack_headers(headers: dict[str, str]) -> tuple[str | None, str]:
     """Headers as a ``messages`` row stores them: ``(headers, trace)``.
 
-    A W3C ``traceparent`` in its canonical form (lower-case hex: two digits
-    of version, 32 of trace id, 16 of parent id, 2 of flags, joined by
-    ``-``) is taken out of ``headers`` (the caller's own dict) and packed
-    into ``trace``: its 26 bytes in base64, 36 characters;
-    ``unpack_headers`` gives the same string back. Any other value stays
-    among the JSON headers, as it was given; ``trace`` is then ``""``.
-    Why: every traced message carries one, and as JSON it is 72 bytes of a
-    row (the name, the quotes, the separator). With a 1 KB body those bytes
-    decided whether three rows fitted a 4 KB page or two (docs/performance.md,
-    "Tracing and metrics on ingest"). Text rather than a BLOB, and ``""``
-    rather than NULL, because CPython's ``sqlite3`` binds only ``str``,
-    ``int``, ``float`` and ``bytearray`` directly: ``bytes`` and ``None`` go
-    through its adapter lookup, about 1.7k instructions per value (callgrind).
+    The ``traceparent`` header, if any, is taken out of ``headers`` (the
+    caller's own dict) into ``trace`` (``""`` without one), its own column;
+    an empty one stays among the headers;
+    ``unpack_headers`` puts it back, as it was. Why: every traced message
+    carries one, and in the JSON it cost its name, quotes and separator (16
+    bytes of the row) and escaping 55 characters on each publish. With a 1 KB
+    body those bytes decided whether three rows fitted a 4 KB page or two
+    (docs/performance.md, "Tracing and metrics on ingest"). ``""`` rather
+    than NULL because CPython's ``sqlite3`` binds ``str``, ``int``, ``float``
+    and ``bytearray`` directly but sends ``None`` and ``bytes`` through its
+    adapter lookup, about 1.7k instructions per value (callgrind).
     """
-    value = headers.get(TRACEPARENT)
-    if value is not None and len(value) == 55 and value[2] == value[35] == value[52] == "-":
-        try:  # fromhex takes a space between two digits, so each "-" must stand between two
-            packed = bytes.fromhex(value.replace("-", " "))
-        except ValueError:
-            pass
-        else:
-            # 26 bytes: every other character was a hex digit; and none of them upper case
-            if len(packed) == 26 and value == value.lower():
-                del headers[TRACEPARENT]
-                return dumps_headers(headers), _b64(packed, newline=False).decode("ascii")
-    return dumps_headers(headers), ""
+    trace = headers.get(TRACEPARENT)
+    if not trace:  # none (or an empty one, which stays in the JSON: "" means none here)
+        return dumps_headers(headers), ""
+    del headers[TRACEPARENT]
+    return dumps_headers(headers), trace
 
 
 def unpack_headers(stored: str | None, trace: str) -> dict[str, str]:
     """The headers of a ``messages`` row (``pack_headers``'s two parts) as one dict again."""
     headers: dict[str, str] = json.loads(stored) if stored else {}
     if trace:
-        digits = _unb64(trace).hex()
-        headers[TRACEPARENT] = f"{digits[:2]}-{digits[2:34]}-{digits[34:50]}-{digits[50:]}"
+        headers[TRACEPARENT] = trace
     return headers
-
-
-_b64 = binascii.b2a_base64
-_unb64 = binascii.a2b_base64
 
 
 def _check_finite(delay: float, action: str) -> None:

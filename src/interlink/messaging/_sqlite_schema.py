@@ -14,8 +14,8 @@ SCHEMA_VERSION: Final = 2
 """``PRAGMA user_version`` of the file layout this code writes (migrations key on it).
 
 1: the first layout. 2: ``messages.trace``, a message's W3C ``traceparent``
-packed (``pack_headers``); a version-1 file gains the column when it is
-opened (``ALTER TABLE``: no rows are rewritten)."""
+header in a column of its own (``pack_headers``); a version-1 file gains the
+column when it is opened (``ALTER TABLE``: no rows are rewritten)."""
 
 # Every message is one row of ``messages``. ``available_at`` is when it may be
 # leased next: its publish/retry time plus delay while it waits, and the lease
