@@ -463,8 +463,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         mine = self._attributes
         if self._end_time is None and len(mine) + len(attributes) <= self._tracer.limits_attributes:
             mine.update(attributes)  # (never a SharedAttributes: they refuse it)
-            self._end_time = _time_ns()
-            self._tracer.on_end(self)
+            self.end()
             return
         self.set_attributes(attributes)
         self.end()
@@ -481,13 +480,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         """
         if self._end_time is None and len(final) <= self._tracer.limits_attributes:
             self._attributes = final
-            self._end_time = _time_ns()
-            batcher = self._tracer.batcher  # its on_end, inline
-            queue = batcher.queue
-            if len(queue) < batcher._room:
-                queue.append(self)
-            else:
-                batcher._on_end(self)
+            self.end()
             return
         self.finish(attributes)
 
@@ -496,12 +489,12 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             _log.warning("Calling end() on an ended span.")
             return
         self._end_time = _time_ns() if end_time is None else end_time
-        batcher = self._tracer.batcher  # its on_end, inline
+        batcher = self._tracer.batcher
         queue = batcher.queue
-        if len(queue) < batcher._room:
+        if len(queue) < batcher._room:  # no batch full yet, nothing to drop: the usual case
             queue.append(self)
         else:
-            batcher._on_end(self)
+            batcher.on_end(self)
 
     def __exit__(
         self,
@@ -635,20 +628,14 @@ class _Batcher:
         self._woken = False
         self._closed = False
         self._thread: threading.Thread | None = None
-        # on_end appends without further ado while the queue is shorter than this: -1 (never)
+        # LeanSpan.end appends without further ado while the queue is shorter than this: -1 (never)
         # until the thread runs, after shutdown, and without batching.
         self._room = -1
         forked = weakref.WeakMethod(self._forked)  # no reference kept from the fork hook
         os.register_at_fork(after_in_child=lambda: (hook := forked()) is not None and hook())
 
     def on_end(self, span: LeanSpan) -> None:
-        queue = self.queue
-        if len(queue) < self._room:  # no batch full yet, nothing to drop: the usual case
-            queue.append(span)
-            return
-        self._on_end(span)
-
-    def _on_end(self, span: LeanSpan) -> None:
+        """A span ended (``LeanSpan.end`` appends it itself while the queue has ``_room``)."""
         if self._closed:
             return
         if not self.batch:
@@ -694,7 +681,7 @@ class _Batcher:
             if not self._closed:  # shutdown sets _closed under this lock
                 # Appending keeps the queue below a full batch: no wake-up or drop to note.
                 # (Below the queue's bound by a margin too, for threads that pass the check
-                # in on_end at once: the deque drops without counting past its bound.)
+                # in LeanSpan.end at once: the deque drops without counting past its bound.)
                 self._room = min(self.batch_size, self.max_queue - 16) - 1
 
     def _run(self) -> None:
@@ -789,7 +776,7 @@ class _Batcher:
         if self._closed:
             return
         with self._start_lock:  # not between _start's check of _closed and its _room
-            self._room = -1  # first: an on_end from now on takes the path that sees _closed
+            self._room = -1  # first: an end from now on takes the path that sees _closed
             self._closed = True
         self._wake.set()
         thread = self._thread
@@ -805,7 +792,6 @@ class _LeanTracer(trace_api.Tracer):
         self.scope = scope
         self.resource = provider.resource
         self.batcher = provider.batcher
-        self.on_end = provider.batcher.on_end
         self._reuse = provider.batcher.reusable.pop
         self.limits = provider.limits
         limit = provider.limits.max_span_attributes  # None: no limit (SpanLimits.UNSET)
