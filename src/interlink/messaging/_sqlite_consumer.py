@@ -32,6 +32,7 @@ from interlink.messaging._message import (
     validate_queue_name,
 )
 from interlink.messaging._sqlite_store import ACK, CALL, LeaseLostError, is_busy
+from interlink.observability._tracing import TRACEPARENT
 
 if TYPE_CHECKING:
     from interlink.messaging._sqlite import SqliteBroker
@@ -71,26 +72,24 @@ def dumps_headers(headers: Mapping[str, str]) -> str | None:
 
 _quote = json.encoder.encode_basestring
 
-TRACEPARENT: Final = "traceparent"
-
 
 def pack_headers(headers: dict[str, str]) -> tuple[str | None, str]:
     """Headers as a ``messages`` row stores them: ``(headers, trace)``.
 
-    The ``traceparent`` header, if any, is taken out of ``headers`` (the
-    caller's own dict) into ``trace`` (``""`` without one), its own column;
-    an empty one stays among the headers;
-    ``unpack_headers`` puts it back, as it was. Why: every traced message
-    carries one, and in the JSON it cost its name, quotes and separator (16
-    bytes of the row) and escaping 55 characters on each publish. With a 1 KB
-    body those bytes decided whether three rows fitted a 4 KB page or two
-    (docs/performance.md, "Tracing and metrics on ingest"). ``""`` rather
-    than NULL because CPython's ``sqlite3`` binds ``str``, ``int``, ``float``
-    and ``bytearray`` directly but sends ``None`` and ``bytes`` through its
-    adapter lookup, about 1.7k instructions per value (callgrind).
+    A non-empty ``traceparent`` header is taken out of ``headers`` (the
+    caller's own dict) into ``trace``, a column of its own (``""`` means none,
+    so an empty one stays among the headers); ``unpack_headers`` puts it back
+    as it was. Why: every traced message carries one, and in the JSON it
+    cost its name, quotes and separator (16 bytes of the row) and escaping 55
+    characters on each publish. With a 1 KB body those bytes decided whether
+    three rows fitted a 4 KB page or two (docs/performance.md, "Tracing and
+    metrics on ingest"). ``""`` rather than NULL because CPython's
+    ``sqlite3`` binds ``str``, ``int``, ``float`` and ``bytearray`` directly
+    but sends ``None`` and ``bytes`` through its adapter lookup, about 1.7k
+    instructions per value (callgrind).
     """
     trace = headers.get(TRACEPARENT)
-    if not trace:  # none (or an empty one, which stays in the JSON: "" means none here)
+    if not trace:
         return dumps_headers(headers), ""
     del headers[TRACEPARENT]
     return dumps_headers(headers), trace

@@ -245,7 +245,8 @@ class LeanSpan(trace_api.Span, ReadableSpan):
 
     # What most spans never change: _LeanTracer._span gives every new span these values
     # (on the object, where reading them is cheapest); _Batcher._recycle reuses a span only
-    # while all but the first two still have them.
+    # while _touched says none of events, links, status, dropped attributes and the two
+    # exception options changed.
     _context: SpanContext | None
     _events: BoundedList[Event] | tuple[()]
     _links: BoundedList[Link] | tuple[()]
@@ -255,7 +256,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
     _unchecked: bool  # an attribute came through the API, or was dropped: _prepare checks them
     _record_exception: bool
     _set_status_on_exception: bool
-    _touched: bool  # any of the five above changed: the span is never reused (_recycle)
+    _touched: bool  # set by each setter of those: the span is never reused (_recycle)
     _instrumentation_info = None  # the SDK's deprecated field: never set
 
     # -- the API ------------------------------------------------------------------------------
