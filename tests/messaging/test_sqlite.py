@@ -195,7 +195,7 @@ async def test_a_traceparent_is_stored_in_its_own_column_and_delivered_as_publis
     assert delivery.message.headers == {"tenant": "acme", "traceparent": value}
 
 
-async def test_a_message_without_a_traceparent_gets_none(
+async def test_a_message_without_a_traceparent_stores_an_empty_trace(
     broker: SqliteBroker, tmp_path: Path
 ) -> None:
     await broker.publish("q", b"x", headers={"tenant": "acme"})

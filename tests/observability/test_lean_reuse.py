@@ -221,7 +221,7 @@ def _link(span: trace.Span) -> None:
 
 
 def _past_the_attribute_limit(span: trace.Span) -> None:
-    for n in range(SpanLimits().max_span_attributes + 1):  # type: ignore[operator]
+    for n in range(SpanLimits().max_span_attributes + 1):
         span.set_attribute(f"a{n}", n)  # the first one is dropped, and counted
 
 

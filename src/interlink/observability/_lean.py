@@ -797,8 +797,7 @@ class _LeanTracer(trace_api.Tracer):
         self.limits = provider.limits
         limit = provider.limits.max_span_attributes  # None: no limit (SpanLimits.UNSET)
         self.limits_attributes = sys.maxsize if limit is None else limit
-        # Values are cut to a length: every span's attributes go through _check_attributes.
-        self.truncating = provider.limits.max_span_attribute_length is not None
+        self.truncating = provider.batcher.truncating  # the provider's limits cut values
 
     def link(self, context: SpanContext, attributes: types.Attributes) -> Link | None:
         """A link as the SDK keeps it (attributes bounded), or ``None`` for one it leaves out."""

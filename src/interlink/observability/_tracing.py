@@ -333,8 +333,6 @@ def start_webhook(
     if lean is not None and SPAN_KEY is not None and len(attributes) <= lean.limits_attributes:
         # The lean tracer takes our attributes as they are (not checked again).
         span = lean._start(name, parent.get(SPAN_KEY), _SERVER, attributes, _time_ns())
-        if _CURRENT is not None and not current:  # set_current, inline, for an empty context
-            return span, _CURRENT.set(_context.Context({SPAN_KEY: span}))
     else:
         span = tracer.start_span(name, parent, _SERVER, attributes)
     return span, set_current(span, current)
@@ -349,13 +347,7 @@ def end_webhook(
     error: BaseException | None,
 ) -> None:
     """Record the answer and end the span: status, ``interlink.webhook.outcome`` (``.reason``)."""
-    if _CURRENT is None:  # pragma: no cover - see _find_context_var
-        restore(token)
-    else:
-        try:  # restore, inline
-            _CURRENT.reset(token)  # type: ignore[arg-type]
-        except Exception:
-            _log.exception("Failed to detach context")
+    restore(token)
     if status is not None:
         if status >= 500:  # server semantics: 4xx is the sender's problem, not an error here
             _error(span, str(status))
@@ -610,18 +602,10 @@ def start_publish(
         or _propagate.get_global_textmap() is not _DEFAULT_TEXTMAP
     ):
         return None
-    base = _publishing.get((url, queue))  # _publish_span, inline
-    if base is None:
-        base = _publish_span_base(url, queue)
-    attributes = base[1].copy()
-    attributes["messaging.message.id"] = message_id
-    span: Any = parent.start_child(_tracer(), base[0], _PRODUCER, attributes)  # type: ignore[attr-defined]
+    name, attributes = _publish_span(url, queue, message_id)
+    span: Any = parent.start_child(_tracer(), name, _PRODUCER, attributes)  # type: ignore[attr-defined]
     if span is not None:
-        headers[TRACEPARENT] = "00-%s-%s%s" % (  # traceparent_of, inline  # noqa: UP031
-            span.trace_id.to_bytes(16, "big").hex(),
-            span.span_id.to_bytes(8, "big").hex(),
-            _FLAGS_HEX[span.flags],
-        )
+        headers[TRACEPARENT] = traceparent_of(span.trace_id, span.span_id, span.flags)
         state = span.trace_state
         if state is not EMPTY_STATE:
             headers["tracestate"] = state.to_header()
