@@ -38,10 +38,11 @@ the same run:
 
 3. Tracing and metrics on that path (issue 8), in the same run, interleaved
    with the cases above: (d) the same receiver (its own SQLite file) with
-   ``configure_tracing`` at sampling ratio 1.0 (OTel SDK ``TracerProvider``,
-   ``ParentBased(TraceIdRatioBased(1.0))``, ``BatchSpanProcessor`` with its
-   default sizes, to a ``SpanExporter`` whose ``export()`` discards the batch
-   and returns ``SUCCESS``) and a ``MetricsRecorder`` watching the receiver,
+   ``configure_tracing`` at sampling ratio 1.0 (interlink's
+   ``LeanTracerProvider``: the SDK's ``ParentBased(TraceIdRatioBased(1.0))``
+   decision, spans batched with the SDK ``BatchSpanProcessor``'s default
+   sizes, to a ``SpanExporter`` whose ``export()`` reads every span, drops
+   them and returns ``SUCCESS``) and a ``MetricsRecorder`` watching the receiver,
    served at ``GET /metrics``. /metrics is not scraped during the timed runs;
    it is scraped once after them, as a check (its accepted count must equal
    the stored messages; the exporter says how many spans it was handed: two
