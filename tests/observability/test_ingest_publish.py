@@ -11,20 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
 import pytest
 from opentelemetry import baggage, trace
 from opentelemetry import context as context_api
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+)
 
 from interlink.messaging import MemoryBroker, Message
 from interlink.observability import _tracing
+from interlink.observability._lean import LeanTracerProvider
 from interlink.webhooks import WebhookReceiver, WebhookSource
 from tests.webhooks.signing import SECRET, standard_headers
 
@@ -238,3 +248,105 @@ async def test_a_forwarded_traceparent_is_kept_as_the_traced_publish_keeps_it(
     assert message.headers["traceparent"] == sender
     assert publish.context is not None
     assert publish.context.trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736
+
+
+# -- unsampled webhooks ---------------------------------------------------------------------
+@pytest.fixture(params=["sdk", "lean"])
+def unsampled(request: pytest.FixtureRequest) -> Iterator[tuple[str, InMemorySpanExporter]]:
+    """A global provider that samples no new trace (ratio 0, parent-based): the SDK's or lean."""
+    exporter = InMemorySpanExporter()
+    provider: TracerProvider | LeanTracerProvider
+    if request.param == "sdk":
+        provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.0)))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    else:
+        provider = LeanTracerProvider(exporter, batch=False, sampling_ratio=0.0)
+    trace.set_tracer_provider(provider)
+    yield request.param, exporter
+    provider.shutdown()
+
+
+class _Counting:
+    """Counts the calls of ``_tracing._publish_span``, which only the traced publish makes here."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.real = _tracing._publish_span
+
+    def __call__(self, url: str, queue: str, message_id: str | None) -> Any:
+        self.calls += 1
+        return self.real(url, queue, message_id)
+
+
+# Not sampled: flags 00, or 02 where the trace id is random (W3C trace context level 2).
+TRACEPARENT_UNSAMPLED = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-0[02]")
+
+
+async def test_an_unsampled_webhook_stores_the_traceparent_the_traced_publish_would(
+    broker: MemoryBroker,
+    unsampled: tuple[str, InMemorySpanExporter],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kind, spans = unsampled
+    counting = _Counting()
+    monkeypatch.setattr(_tracing, "_publish_span", counting)
+    assert (await _post(broker)).status_code == 200
+    assert spans.get_finished_spans() == ()  # nothing sampled, nothing recorded
+    message = await _stored(broker)
+    match = TRACEPARENT_UNSAMPLED.fullmatch(message.headers["traceparent"])
+    assert match is not None, message.headers
+    assert int(match[1], 16)  # valid ids: the trace goes on, unsampled
+    assert int(match[2], 16)
+    assert "tracestate" not in message.headers
+    # The lean provider writes it without the traced publish's span (nothing to record);
+    # the SDK's provider decides in the traced publish, its sampler being the application's.
+    assert counting.calls == (0 if kind == "lean" else 1)
+
+
+async def test_an_unsampled_incoming_trace_goes_on_in_the_stored_message(
+    broker: MemoryBroker, unsampled: tuple[str, InMemorySpanExporter]
+) -> None:
+    _, spans = unsampled
+    incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    source = WebhookSource(
+        "billing", path=PATH, scheme="standard", secrets=[SECRET], queue="billing"
+    )
+    async with WebhookReceiver([source], broker=broker) as receiver:
+        transport = httpx.ASGITransport(app=receiver)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hooks.test") as client:
+            headers = standard_headers("msg_1", int(time.time()), BODY)
+            headers["traceparent"] = incoming
+            headers["tracestate"] = "vendor=abc"
+            assert (await client.post(PATH, content=BODY, headers=headers)).status_code == 200
+    assert spans.get_finished_spans() == ()
+    message = await _stored(broker)
+    match = TRACEPARENT_UNSAMPLED.fullmatch(message.headers["traceparent"])
+    assert match is not None, message.headers
+    assert match[1] == "0af7651916cd43dd8448eb211c80319c"  # the sender's trace, its flags
+    assert message.headers["traceparent"].endswith("-00")
+    assert match[2] not in ("b7ad6b7169203331", "0" * 16)  # the publish's own id
+    assert message.headers["tracestate"] == "vendor=abc"
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)),
+        INVALID_SPAN_CONTEXT,
+    ],
+    ids=["sampled", "invalid"],
+)
+def test_start_publish_leaves_other_non_recording_parents_to_the_traced_publish(
+    context: SpanContext,
+) -> None:
+    # An application's own NonRecordingSpan that says sampled (the lean tracer would record a
+    # child of it), or an invalid one: the traced publish decides, as for any other parent.
+    provider = LeanTracerProvider(InMemorySpanExporter(), batch=False, sampling_ratio=0.0)
+    trace.set_tracer_provider(provider)
+    headers: dict[str, str] = {}
+    try:
+        with trace.use_span(trace.NonRecordingSpan(context)):
+            assert _tracing.start_publish("memory://", "billing", "m-1", headers) is None
+    finally:
+        provider.shutdown()
+    assert headers == {}

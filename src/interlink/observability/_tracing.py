@@ -39,6 +39,7 @@ import contextlib
 import functools
 import logging
 import os
+import random
 import sys
 import time
 import types
@@ -61,12 +62,14 @@ try:
     from opentelemetry import context as _context
     from opentelemetry import propagate as _propagate
     from opentelemetry import trace as _api
-    from opentelemetry.trace import SpanKind, Status, StatusCode, TraceState
+    from opentelemetry.trace import SpanKind, Status, StatusCode, TraceFlags, TraceState
 except ImportError:  # pragma: no cover - depends on what is installed
     _api = None  # type: ignore[assignment]
 else:
     _SERVER: Final = SpanKind.SERVER  # an enum member read costs a descriptor call
     _PRODUCER: Final = SpanKind.PRODUCER
+    _NON_RECORDING: Final = _api.NonRecordingSpan
+    _SAMPLED: Final = TraceFlags.SAMPLED
     EMPTY_STATE: Final = TraceState()
     """The trace state of every lean span without one (``tracestate`` is written only otherwise)."""
 
@@ -74,6 +77,7 @@ __all__ = ["TRACEPARENT", "configure_tracing", "enabled", "trace_publish", "trac
 
 _log = logging.getLogger("interlink.observability")
 _time_ns = time.time_ns
+_getrandbits = random.getrandbits
 
 TRACEPARENT: Final = "traceparent"
 """The W3C trace-context header, in HTTP requests and in message headers."""
@@ -348,6 +352,8 @@ def end_webhook(
 ) -> None:
     """Record the answer and end the span: status, ``interlink.webhook.outcome`` (``.reason``)."""
     restore(token)
+    if type(span) is _NON_RECORDING:  # not sampled: nothing to record
+        return
     if status is not None:
         if status >= 500:  # server semantics: 4xx is the sender's problem, not an error here
             _error(span, str(status))
@@ -592,15 +598,27 @@ def start_publish(
     through the traced ``publish`` instead) unless the current span is a
     lean one, the context holds nothing else (no baggage to carry) and the
     propagator is the default one, and ``headers`` has no ``traceparent`` yet.
+
+    When the current span is one the lean provider did not sample (a
+    ``NonRecordingSpan`` without the sampled flag, which the lean tracer's
+    parent-based sampling follows), the publish would not be sampled either:
+    only its ``traceparent`` (a new span id, the trace's id, flags and state)
+    is written, as the traced publish would inject it, and the API's invalid
+    span comes back, whose ``end`` does nothing. That keeps an unsampled
+    webhook cheaper than a sampled one (issue 8: at a sampling ratio of 0.1,
+    nine webhooks in ten).
     """
     current = get_context()
     parent = current.get(SPAN_KEY) if SPAN_KEY is not None else None
     if (
-        type(parent) is not _lean_span
-        or len(current) != 1
+        len(current) != 1
         or TRACEPARENT in headers  # the caller's own: the traced publish keeps it
         or _propagate.get_global_textmap() is not _DEFAULT_TEXTMAP
     ):
+        return None
+    if type(parent) is not _lean_span:
+        if type(parent) is _NON_RECORDING and type(_tracer()) is _lean_tracer:
+            return _unsampled_publish(parent, headers)
         return None
     name, attributes = _publish_span(url, queue, message_id)
     span: Any = parent.start_child(_tracer(), name, _PRODUCER, attributes)  # type: ignore[attr-defined]
@@ -610,6 +628,25 @@ def start_publish(
         if state is not EMPTY_STATE:
             headers["tracestate"] = state.to_header()
     return span  # type: ignore[no-any-return]
+
+
+def _unsampled_publish(parent: Span, headers: MutableMapping[str, str]) -> Span | None:
+    """``start_publish`` under an unsampled span: the ``traceparent`` only, and the invalid span.
+
+    ``None`` (the traced publish decides) for a parent whose context is
+    invalid or says sampled (an application's own ``NonRecordingSpan``, of
+    which the lean tracer would make a recording child).
+    """
+    context = parent.get_span_context()
+    if not context.is_valid or context.trace_flags & _SAMPLED:
+        return None
+    span_id = _getrandbits(64)
+    while not span_id:  # pragma: no cover - one chance in 2**64
+        span_id = _getrandbits(64)
+    headers[TRACEPARENT] = traceparent_of(context.trace_id, span_id, context.trace_flags)
+    if context.trace_state:
+        headers["tracestate"] = context.trace_state.to_header()
+    return _api.INVALID_SPAN
 
 
 def end_publish(span: Span, error: BaseException | None) -> None:
