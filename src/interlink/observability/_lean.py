@@ -78,6 +78,7 @@ from opentelemetry.util import types
 from interlink.observability._tracing import (
     EMPTY_STATE,
     SPAN_KEY,
+    TRACEPARENT,
     SharedAttributes,
     get_context,
     register_lean,
@@ -570,6 +571,41 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         )
 
 
+_non_recording_init = NonRecordingSpan.__init__  # without super()'s proxy object per span
+
+
+class UnsampledSpan(NonRecordingSpan):
+    """What the lean tracer starts in a trace it does not sample: the API's ``NonRecordingSpan``.
+
+    With the ids, flags and state at hand as plain fields, so that the
+    webhook receiver writes its unsampled publish's ``traceparent``
+    (``write_child``) without going through the ``SpanContext``'s properties
+    or the traced publish: an unsampled webhook (nine in ten at a sampling
+    ratio of 0.1) then costs less than a sampled one.
+    """
+
+    def __init__(self, trace_id: int, span_id: int, flags: int, trace_state: TraceState) -> None:
+        _non_recording_init(self, _span_context(trace_id, span_id, flags, trace_state))
+        self.trace_id = trace_id
+        self.flags = flags
+        self.trace_state = trace_state
+
+    def write_child(self, headers: dict[str, str]) -> None:
+        """Write the ``traceparent`` (and ``tracestate``) of an unsampled child into ``headers``.
+
+        A new span id, this trace's id, flags and state: what the global
+        propagator writes for the ``NonRecordingSpan`` a tracer makes as this
+        span's child (parent-based sampling follows this span's decision).
+        """
+        span_id = _getrandbits(64)
+        while not span_id:  # pragma: no cover - one chance in 2**64
+            span_id = _getrandbits(64)
+        headers[TRACEPARENT] = traceparent_of(self.trace_id, span_id, self.flags)
+        state = self.trace_state
+        if state is not EMPTY_STATE:
+            headers["tracestate"] = state.to_header()
+
+
 class _Readable(Sequence[ReadableSpan]):
     """A batch handed to an exporter: each ``ReadableSpan`` is built when it is read."""
 
@@ -905,7 +941,7 @@ class _LeanTracer(trace_api.Tracer):
         while not span_id:  # pragma: no cover - one chance in 2**64
             span_id = _getrandbits(64)
         if not sampled:
-            return NonRecordingSpan(_span_context(trace_id, span_id, flags, trace_state))
+            return UnsampledSpan(trace_id, span_id, flags, trace_state)
         return self._span(
             name, trace_id, span_id, flags, trace_state, parent, kind, attributes, start_time
         )
@@ -1052,4 +1088,4 @@ class LeanTracerProvider(trace_api.TracerProvider):
         atexit.unregister(self.shutdown)
 
 
-register_lean(LeanSpan, _LeanTracer)
+register_lean(LeanSpan, _LeanTracer, UnsampledSpan)

@@ -39,7 +39,6 @@ import contextlib
 import functools
 import logging
 import os
-import random
 import sys
 import time
 import types
@@ -62,14 +61,12 @@ try:
     from opentelemetry import context as _context
     from opentelemetry import propagate as _propagate
     from opentelemetry import trace as _api
-    from opentelemetry.trace import SpanKind, Status, StatusCode, TraceFlags, TraceState
+    from opentelemetry.trace import SpanKind, Status, StatusCode, TraceState
 except ImportError:  # pragma: no cover - depends on what is installed
     _api = None  # type: ignore[assignment]
 else:
     _SERVER: Final = SpanKind.SERVER  # an enum member read costs a descriptor call
     _PRODUCER: Final = SpanKind.PRODUCER
-    _NON_RECORDING: Final = _api.NonRecordingSpan
-    _SAMPLED: Final = TraceFlags.SAMPLED
     EMPTY_STATE: Final = TraceState()
     """The trace state of every lean span without one (``tracestate`` is written only otherwise)."""
 
@@ -77,7 +74,6 @@ __all__ = ["TRACEPARENT", "configure_tracing", "enabled", "trace_publish", "trac
 
 _log = logging.getLogger("interlink.observability")
 _time_ns = time.time_ns
-_getrandbits = random.getrandbits
 
 TRACEPARENT: Final = "traceparent"
 """The W3C trace-context header, in HTTP requests and in message headers."""
@@ -209,17 +205,18 @@ tracing_enabled = enabled
 """``enabled`` under its public name (``interlink.observability.tracing_enabled``)."""
 
 
-# ``LeanSpan`` and ``_LeanTracer``, registered by ``_lean`` when it is imported (it imports
-# this module, so this one cannot import it): the hot paths below tell a lean span or tracer
-# by its type, without a ``getattr`` per call.
+# ``LeanSpan``, ``_LeanTracer`` and ``UnsampledSpan``, registered by ``_lean`` when it is
+# imported (it imports this module, so this one cannot import it): the hot paths below tell a
+# lean span or tracer by its type, without a ``getattr`` per call.
 _lean_span: type | None = None
 _lean_tracer: type | None = None
+_lean_unsampled: type | None = None
 
 
-def register_lean(span: type, tracer: type) -> None:
-    """Called by ``_lean`` at import: its span and tracer classes."""
-    global _lean_span, _lean_tracer
-    _lean_span, _lean_tracer = span, tracer
+def register_lean(span: type, tracer: type, unsampled: type) -> None:
+    """Called by ``_lean`` at import: its span, tracer and unsampled span classes."""
+    global _lean_span, _lean_tracer, _lean_unsampled
+    _lean_span, _lean_tracer, _lean_unsampled = span, tracer, unsampled
 
 
 def _tracer() -> Tracer:
@@ -352,7 +349,7 @@ def end_webhook(
 ) -> None:
     """Record the answer and end the span: status, ``interlink.webhook.outcome`` (``.reason``)."""
     restore(token)
-    if type(span) is _NON_RECORDING:  # not sampled: nothing to record
+    if type(span) is _lean_unsampled:  # not sampled: nothing to record
         return
     if status is not None:
         if status >= 500:  # server semantics: 4xx is the sender's problem, not an error here
@@ -599,13 +596,12 @@ def start_publish(
     lean one, the context holds nothing else (no baggage to carry) and the
     propagator is the default one, and ``headers`` has no ``traceparent`` yet.
 
-    When the current span is one the lean provider did not sample (a
-    ``NonRecordingSpan`` without the sampled flag, which the lean tracer's
-    parent-based sampling follows), the publish would not be sampled either:
-    only its ``traceparent`` (a new span id, the trace's id, flags and state)
-    is written, as the traced publish would inject it, and the API's invalid
-    span comes back, whose ``end`` does nothing. That keeps an unsampled
-    webhook cheaper than a sampled one (issue 8: at a sampling ratio of 0.1,
+    When the current span is one the lean tracer did not sample (its
+    ``UnsampledSpan``), the publish would not be sampled either (its sampling
+    is parent-based): only the publish's ``traceparent`` is written, as the
+    traced publish would inject it (``UnsampledSpan.write_child``), and the
+    API's invalid span comes back, whose ``end`` does nothing. That keeps an
+    unsampled webhook cheaper than a sampled one (at a sampling ratio of 0.1,
     nine webhooks in ten).
     """
     current = get_context()
@@ -617,9 +613,10 @@ def start_publish(
     ):
         return None
     if type(parent) is not _lean_span:
-        if type(parent) is _NON_RECORDING and type(_tracer()) is _lean_tracer:
-            return _unsampled_publish(parent, headers)
-        return None
+        if type(parent) is not _lean_unsampled:
+            return None
+        parent.write_child(headers)  # type: ignore[attr-defined]
+        return _api.INVALID_SPAN
     name, attributes = _publish_span(url, queue, message_id)
     span: Any = parent.start_child(_tracer(), name, _PRODUCER, attributes)  # type: ignore[attr-defined]
     if span is not None:
@@ -628,25 +625,6 @@ def start_publish(
         if state is not EMPTY_STATE:
             headers["tracestate"] = state.to_header()
     return span  # type: ignore[no-any-return]
-
-
-def _unsampled_publish(parent: Span, headers: MutableMapping[str, str]) -> Span | None:
-    """``start_publish`` under an unsampled span: the ``traceparent`` only, and the invalid span.
-
-    ``None`` (the traced publish decides) for a parent whose context is
-    invalid or says sampled (an application's own ``NonRecordingSpan``, of
-    which the lean tracer would make a recording child).
-    """
-    context = parent.get_span_context()
-    if not context.is_valid or context.trace_flags & _SAMPLED:
-        return None
-    span_id = _getrandbits(64)
-    while not span_id:  # pragma: no cover - one chance in 2**64
-        span_id = _getrandbits(64)
-    headers[TRACEPARENT] = traceparent_of(context.trace_id, span_id, context.trace_flags)
-    if context.trace_state:
-        headers["tracestate"] = context.trace_state.to_header()
-    return _api.INVALID_SPAN
 
 
 def end_publish(span: Span, error: BaseException | None) -> None:
