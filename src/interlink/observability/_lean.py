@@ -51,7 +51,7 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from types import TracebackType
 from typing import Any, Final, overload
 
@@ -78,11 +78,11 @@ from opentelemetry.util import types
 from interlink.observability._tracing import (
     EMPTY_STATE,
     SPAN_KEY,
-    TRACEPARENT,
     SharedAttributes,
     get_context,
     register_lean,
     traceparent_of,
+    write_traceparent,
 )
 
 __all__ = ["LeanTracerProvider"]
@@ -590,7 +590,7 @@ class UnsampledSpan(NonRecordingSpan):
         self.flags = flags
         self.trace_state = trace_state
 
-    def write_child(self, headers: dict[str, str]) -> None:
+    def write_child(self, headers: MutableMapping[str, str]) -> None:
         """Write the ``traceparent`` (and ``tracestate``) of an unsampled child into ``headers``.
 
         A new span id, this trace's id, flags and state: what the global
@@ -600,10 +600,7 @@ class UnsampledSpan(NonRecordingSpan):
         span_id = _getrandbits(64)
         while not span_id:  # pragma: no cover - one chance in 2**64
             span_id = _getrandbits(64)
-        headers[TRACEPARENT] = traceparent_of(self.trace_id, span_id, self.flags)
-        state = self.trace_state
-        if state is not EMPTY_STATE:
-            headers["tracestate"] = state.to_header()
+        write_traceparent(headers, self.trace_id, span_id, self.flags, self.trace_state)
 
 
 class _Readable(Sequence[ReadableSpan]):

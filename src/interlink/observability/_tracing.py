@@ -257,6 +257,19 @@ def traceparent_of(trace_id: int, span_id: int, flags: int) -> str:
     )
 
 
+def write_traceparent(
+    headers: MutableMapping[str, str], trace_id: int, span_id: int, flags: int, state: TraceState
+) -> None:
+    """Write a span's ``traceparent`` into ``headers``, and its ``tracestate`` unless empty.
+
+    For a lean span's ids (``_inject``, ``start_publish``, an unsampled
+    publish): their state is ``EMPTY_STATE`` when there is none.
+    """
+    headers[TRACEPARENT] = traceparent_of(trace_id, span_id, flags)
+    if state is not EMPTY_STATE:
+        headers["tracestate"] = state.to_header()
+
+
 def _inject(span: Span, carrier: MutableMapping[str, str], current: Context | None = None) -> None:
     """Write ``span``'s context into ``carrier`` as the global propagator would.
 
@@ -275,12 +288,9 @@ def _inject(span: Span, carrier: MutableMapping[str, str], current: Context | No
     ):
         _propagate.inject(carrier, _api.set_span_in_context(span))
         return
-    traceparent = getattr(span, "traceparent", None)  # a LeanSpan's
-    if traceparent is not None:
-        carrier[TRACEPARENT] = traceparent()
-        state = span.trace_state  # type: ignore[attr-defined]
-        if state is not EMPTY_STATE:  # a lean span keeps only non-empty states apart
-            carrier["tracestate"] = state.to_header()
+    if type(span) is _lean_span:
+        lean: Any = span
+        write_traceparent(carrier, lean.trace_id, lean.span_id, lean.flags, lean.trace_state)
         return
     context = span.get_span_context()
     if not context.is_valid:
@@ -620,10 +630,7 @@ def start_publish(
     name, attributes = _publish_span(url, queue, message_id)
     span: Any = parent.start_child(_tracer(), name, _PRODUCER, attributes)  # type: ignore[attr-defined]
     if span is not None:
-        headers[TRACEPARENT] = traceparent_of(span.trace_id, span.span_id, span.flags)
-        state = span.trace_state
-        if state is not EMPTY_STATE:
-            headers["tracestate"] = state.to_header()
+        write_traceparent(headers, span.trace_id, span.span_id, span.flags, span.trace_state)
     return span  # type: ignore[no-any-return]
 
 
