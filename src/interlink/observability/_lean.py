@@ -81,7 +81,6 @@ from interlink.observability._tracing import (
     SharedAttributes,
     get_context,
     register_lean,
-    traceparent_of,
     write_traceparent,
 )
 
@@ -313,10 +312,6 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             attributes,
             _time_ns(),
         )
-
-    def traceparent(self) -> str:
-        """This span's W3C ``traceparent`` header value."""
-        return traceparent_of(self.trace_id, self.span_id, self.flags)
 
     def is_recording(self) -> bool:
         return self._end_time is None
