@@ -536,6 +536,34 @@ def test_start_webhook_without_a_valid_traceparent_starts_a_new_trace(
     assert done.context.trace_state.to_header() == ""
 
 
+def test_start_webhook_inside_a_current_span_is_its_child(spans: InMemorySpanExporter) -> None:
+    """A webhook served inside another span (an ASGI middleware's, say) joins that trace."""
+    with trace.get_tracer("middleware").start_as_current_span("outer") as outer:
+        span, token = _tracing.start_webhook("billing", "/webhooks/billing", _webhook_scope(), {})
+        assert trace.get_current_span() is span
+        _tracing.end_webhook(span, token, 200, "accepted", None, None)
+        assert trace.get_current_span() is outer
+    done = only(spans, "POST /webhooks/billing")
+    assert done.parent is not None
+    assert done.parent.span_id == outer.get_span_context().span_id
+    assert done.context is not None
+    assert done.context.trace_id == outer.get_span_context().trace_id
+
+
+def test_start_webhook_keeps_what_else_the_context_holds(spans: InMemorySpanExporter) -> None:
+    """Baggage set before the webhook span stays readable inside it, and after it."""
+    outer = context_api.attach(baggage.set_baggage("tenant", "t-1"))
+    try:
+        span, token = _tracing.start_webhook("billing", "/webhooks/billing", _webhook_scope(), {})
+        assert trace.get_current_span() is span
+        assert baggage.get_baggage("tenant") == "t-1"
+        _tracing.end_webhook(span, token, 200, "accepted", None, None)
+        assert baggage.get_baggage("tenant") == "t-1"
+    finally:
+        context_api.detach(outer)
+    assert only(spans, "POST /webhooks/billing").parent is None  # baggage is no parent
+
+
 async def test_an_incoming_tracestate_is_kept_by_the_webhook_and_publish_spans_and_sent_on(
     http: httpx.AsyncClient, broker: MemoryBroker, spans: InMemorySpanExporter
 ) -> None:

@@ -465,22 +465,6 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         self.set_attributes(attributes)
         self.end()
 
-    def finish_shared(
-        self, final: SharedAttributes, attributes: Mapping[str, str | int | float | bool]
-    ) -> None:
-        """End with ``final`` as the attributes: those shared ones it has, and ``attributes``.
-
-        For a span whose attributes are still the ``SharedAttributes`` it was
-        started with (the caller checked): the webhook SERVER span's end
-        (``end_webhook``), without a dict per span. Past the attribute limit,
-        what ``finish(attributes)`` does.
-        """
-        if self._end_time is None and len(final) <= self._tracer.limits_attributes:
-            self._attributes = final
-            self.end()
-            return
-        self.finish(attributes)
-
     def end(self, end_time: int | None = None) -> None:
         if self._end_time is not None:
             _log.warning("Calling end() on an ended span.")
@@ -894,10 +878,12 @@ class _LeanTracer(trace_api.Tracer):
     ) -> trace_api.Span:
         """A span whose parent is ``current`` (the context's span, if any): sampled, or not.
 
-        ``start_webhook`` calls it directly for the ingest path's SERVER span,
-        with ``attributes`` it made itself: a ``SharedAttributes`` (copied by
-        the span before any change), plain values under non-empty ``str``
-        keys, within the attribute limit (not checked again).
+        ``start_webhook`` calls it directly for the ingest path's SERVER span
+        when the request brought a ``traceparent`` or the context holds
+        something (else ``start_root``), with ``attributes`` it made itself: a
+        ``SharedAttributes`` (copied by the span before any change), plain
+        values under non-empty ``str`` keys, within the attribute limit (not
+        checked again). Without a valid parent: ``start_root``.
         """
         trace_state = EMPTY_STATE
         parent: SpanContext | None
@@ -923,12 +909,7 @@ class _LeanTracer(trace_api.Tracer):
                 sampled = parent_flags & _SAMPLED
                 flags = parent_flags & (_SAMPLED | _RANDOM)
             else:
-                parent = None
-                trace_id = _getrandbits(128)
-                while not trace_id:  # pragma: no cover - one chance in 2**128
-                    trace_id = _getrandbits(128)
-                sampled = (trace_id & _LOWER_64) < self.provider.bound
-                flags = _RANDOM | _SAMPLED if sampled else _RANDOM
+                return self.start_root(name, kind, attributes, start_time)
         span_id = _getrandbits(64)
         while not span_id:  # pragma: no cover - one chance in 2**64
             span_id = _getrandbits(64)
@@ -937,6 +918,35 @@ class _LeanTracer(trace_api.Tracer):
         return self._span(
             name, trace_id, span_id, flags, trace_state, parent, kind, attributes, start_time
         )
+
+    def start_root(
+        self, name: str, kind: SpanKind, attributes: dict[str, Any], start_time: int
+    ) -> trace_api.Span:
+        """A span that starts a new trace: kept by the trace id's ratio (a ``LeanSpan``), or not.
+
+        ``_start`` for a span without a valid parent, and ``start_webhook``
+        directly for the SERVER span of a webhook that brought no
+        ``traceparent`` (the ingest path). ``attributes`` as for ``_start``.
+        """
+        trace_id = _getrandbits(128)
+        while not trace_id:  # pragma: no cover - one chance in 2**128
+            trace_id = _getrandbits(128)
+        span_id = _getrandbits(64)
+        while not span_id:  # pragma: no cover - one chance in 2**64
+            span_id = _getrandbits(64)
+        if (trace_id & _LOWER_64) < self.provider.bound:
+            return self._span(
+                name,
+                trace_id,
+                span_id,
+                _RANDOM | _SAMPLED,
+                EMPTY_STATE,
+                None,
+                kind,
+                attributes,
+                start_time,
+            )
+        return UnsampledSpan(trace_id, span_id, _RANDOM, EMPTY_STATE)
 
     def _span(
         self,

@@ -343,7 +343,10 @@ def start_webhook(
     lean: Any = tracer if type(tracer) is _lean_tracer else None
     if lean is not None and SPAN_KEY is not None and len(attributes) <= lean.limits_attributes:
         # The lean tracer takes our attributes as they are (not checked again).
-        span = lean._start(name, parent.get(SPAN_KEY), _SERVER, attributes, _time_ns())
+        if traceparent is None and not current:  # the usual case: a new trace
+            span = lean.start_root(name, _SERVER, attributes, _time_ns())
+        else:
+            span = lean._start(name, parent.get(SPAN_KEY), _SERVER, attributes, _time_ns())
     else:
         span = tracer.start_span(name, parent, _SERVER, attributes)
     return span, set_current(span, current)
@@ -372,7 +375,13 @@ def end_webhook(
             ended = start.ends.get((outcome, status, reason))
             if ended is None:
                 ended = start.end(outcome, status, reason)
-            span.finish_shared(ended[1], ended[0])  # type: ignore[attr-defined]
+            own, final = ended
+            # Past the attribute limit (or ended already): what finish(own) does.
+            if span._end_time is None and len(final) <= span._tracer.limits_attributes:  # type: ignore[attr-defined]
+                span._attributes = final  # type: ignore[attr-defined]
+                span.end()
+            else:
+                span.finish(own)  # type: ignore[attr-defined]
         else:
             span.finish(_end_attributes(outcome, status, reason))  # type: ignore[attr-defined]
         return
