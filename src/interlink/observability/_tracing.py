@@ -376,7 +376,8 @@ def end_webhook(
             if ended is None:
                 ended = start.end(outcome, status, reason)
             own, final = ended
-            # Past the attribute limit (or ended already): what finish(own) does.
+            # The answer's shared attributes in one swap; past the attribute limit (or once
+            # ended), what finish(own) does.
             if span._end_time is None and len(final) <= span._tracer.limits_attributes:  # type: ignore[attr-defined]
                 span._attributes = final  # type: ignore[attr-defined]
                 span.end()
