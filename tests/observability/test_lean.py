@@ -319,6 +319,33 @@ def test_the_ratio_bound_is_the_sdks_to_the_last_trace_id(
 
 
 @pytest.mark.parametrize("ratio", [0.0, 1.0])
+def test_a_zero_draw_never_becomes_an_invalid_id(
+    ratio: float, monkeypatch: pytest.MonkeyPatch, lean: Make
+) -> None:
+    """All-zero ids are invalid (W3C): a random draw of 0 gives id 1 instead, sampled or not."""
+    monkeypatch.setattr(_lean, "_getrandbits", lambda bits: 0)
+    tracer = lean(InMemorySpanExporter(), sampling_ratio=ratio, batch=False).get_tracer("zero")
+    root = tracer.start_span("root")
+    child = tracer.start_span("child", trace.set_span_in_context(root))
+    for span in (root, child):  # (a lean SpanContext's is_valid is set, not recomputed)
+        context = span.get_span_context()
+        assert (context.trace_id, context.span_id) == (1, 1)
+    headers: dict[str, str] = {}
+    if isinstance(root, _lean.UnsampledSpan):
+        root.write_child(headers)  # the unsampled publish's traceparent
+    else:
+        assert isinstance(root, LeanSpan)
+        made = root.start_child(root._tracer, "publish", trace.SpanKind.PRODUCER, {})
+        assert made is not None
+        assert made.get_span_context().span_id == 1
+        made.end()
+    if headers:
+        assert headers["traceparent"] == f"00-{1:032x}-{1:016x}-02"
+    child.end()
+    root.end()
+
+
+@pytest.mark.parametrize("ratio", [0.0, 1.0])
 @pytest.mark.parametrize("flags", ["00", "01", "02", "03"])
 def test_a_child_follows_its_remote_parents_sampled_flag(
     flags: str, ratio: float, lean: Make

@@ -298,9 +298,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         """
         if self._end_time is not None or type(tracer) is not _LeanTracer:
             return None
-        span_id = _getrandbits(64)
-        while not span_id:  # pragma: no cover - one chance in 2**64
-            span_id = _getrandbits(64)
+        span_id = _getrandbits(64) or 1  # never 0 (invalid): one chance in 2**64
         return tracer._span(
             name,
             self.trace_id,
@@ -465,6 +463,22 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         self.set_attributes(attributes)
         self.end()
 
+    def finish_shared(
+        self, final: SharedAttributes, attributes: Mapping[str, str | int | float | bool]
+    ) -> None:
+        """End with ``final`` as the attributes: those shared ones it has, and ``attributes``.
+
+        For a span whose attributes are still the ``SharedAttributes`` it was
+        started with (the caller checked): the webhook SERVER span's end
+        (``end_webhook``), without a dict per span. Past the attribute limit,
+        what ``finish(attributes)`` does.
+        """
+        if self._end_time is None and len(final) <= self._tracer.limits_attributes:
+            self._attributes = final
+            self.end()
+            return
+        self.finish(attributes)
+
     def end(self, end_time: int | None = None) -> None:
         if self._end_time is not None:
             _log.warning("Calling end() on an ended span.")
@@ -576,9 +590,7 @@ class UnsampledSpan(NonRecordingSpan):
         propagator writes for the ``NonRecordingSpan`` a tracer makes as this
         span's child (parent-based sampling follows this span's decision).
         """
-        span_id = _getrandbits(64)
-        while not span_id:  # pragma: no cover - one chance in 2**64
-            span_id = _getrandbits(64)
+        span_id = _getrandbits(64) or 1  # never 0 (invalid): one chance in 2**64
         write_traceparent(headers, self.trace_id, span_id, self.flags, self.trace_state)
 
 
@@ -910,9 +922,7 @@ class _LeanTracer(trace_api.Tracer):
                 flags = parent_flags & (_SAMPLED | _RANDOM)
             else:
                 return self.start_root(name, kind, attributes, start_time)
-        span_id = _getrandbits(64)
-        while not span_id:  # pragma: no cover - one chance in 2**64
-            span_id = _getrandbits(64)
+        span_id = _getrandbits(64) or 1  # never 0 (invalid): one chance in 2**64
         if not sampled:
             return UnsampledSpan(trace_id, span_id, flags, trace_state)
         return self._span(
@@ -928,12 +938,8 @@ class _LeanTracer(trace_api.Tracer):
         directly for the SERVER span of a webhook that brought no
         ``traceparent`` (the ingest path). ``attributes`` as for ``_start``.
         """
-        trace_id = _getrandbits(128)
-        while not trace_id:  # pragma: no cover - one chance in 2**128
-            trace_id = _getrandbits(128)
-        span_id = _getrandbits(64)
-        while not span_id:  # pragma: no cover - one chance in 2**64
-            span_id = _getrandbits(64)
+        trace_id = _getrandbits(128) or 1  # never 0 (invalid): one chance in 2**128
+        span_id = _getrandbits(64) or 1  # never 0 (invalid): one chance in 2**64
         if (trace_id & _LOWER_64) < self.provider.bound:
             return self._span(
                 name,

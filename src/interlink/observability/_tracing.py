@@ -375,14 +375,7 @@ def end_webhook(
             ended = start.ends.get((outcome, status, reason))
             if ended is None:
                 ended = start.end(outcome, status, reason)
-            own, final = ended
-            # The answer's shared attributes in one swap; past the attribute limit (or once
-            # ended), what finish(own) does.
-            if span._end_time is None and len(final) <= span._tracer.limits_attributes:  # type: ignore[attr-defined]
-                span._attributes = final  # type: ignore[attr-defined]
-                span.end()
-            else:
-                span.finish(own)  # type: ignore[attr-defined]
+            span.finish_shared(ended[1], ended[0])  # type: ignore[attr-defined]
         else:
             span.finish(_end_attributes(outcome, status, reason))  # type: ignore[attr-defined]
         return
