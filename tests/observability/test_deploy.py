@@ -97,6 +97,20 @@ def test_the_dashboard_is_a_grafana_model_with_a_prometheus_input() -> None:
         assert wanted in names, wanted
 
 
+def test_the_broker_gauges_are_not_added_up_across_processes() -> None:
+    """Each process reports the broker's queue figures: summed, two processes would double them."""
+    broker_gauges = (
+        "interlink_queue_messages",
+        "interlink_queue_oldest_message_age_seconds",
+        "interlink_queue_dead_letters",
+    )
+    panel_exprs = [target["expr"] for panel in panels() for target in panel["targets"]]
+    naming = [expr for expr in panel_exprs if any(name in expr for name in broker_gauges)]
+    assert len(naming) == len(broker_gauges)  # one panel each
+    for expr in naming:
+        assert expr.startswith("max by (queue"), expr
+
+
 def test_the_alerts_cover_what_the_issue_asks() -> None:
     rules = {rule["alert"]: rule for rule in alert_rules()}
     assert set(rules) == {

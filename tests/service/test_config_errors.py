@@ -70,29 +70,31 @@ EXPECTED = {
     ],
     "types.yaml": [
         "2:11: service.listen: expected host:port such as 127.0.0.1:8080, found 'nowhere'",
-        "3:21: service.shutdown_timeout: invalid duration 'soon': expected a number with a "
+        "3:18: service.worker_listen: expected host:port such as 127.0.0.1:8080, "
+        "found '0.0.0.0:70000'",
+        "4:21: service.shutdown_timeout: invalid duration 'soon': expected a number with a "
         "unit (us, ms, s, m, h, d), e.g. '250ms', '5s', '2m', '1h'",
-        "4:22: service.readiness_timeout: invalid duration '0s': must be greater than zero",
-        "7:15: clients.payments.base_url: expected an absolute http(s) URL, "
+        "5:22: service.readiness_timeout: invalid duration '0s': must be greater than zero",
+        "8:15: clients.payments.base_url: expected an absolute http(s) URL, "
         "found 'api.payments.example'",
-        '8:5: clients.payments.timeout: expected a duration such as "30s" '
+        '9:5: clients.payments.timeout: expected a duration such as "30s" '
         "(or a number of seconds), found [1, 2]",
-        "9:16: clients.payments.transport: expected 'aiohttp' or 'httpx', found 'aiohtp' "
+        "10:16: clients.payments.transport: expected 'aiohttp' or 'httpx', found 'aiohtp' "
         "(did you mean 'aiohttp'?)",
-        "10:24: clients.payments.headers.X-Debug: expected a string, found true "
+        "11:24: clients.payments.headers.X-Debug: expected a string, found true "
         "(YAML reads yes, no, on, off, true and false as booleans: put it in quotes)",
-        "10:40: clients.payments.headers.X-Version: expected a string, found 2 "
+        "11:40: clients.payments.headers.X-Version: expected a string, found 2 "
         "(put it in quotes to make it a string)",
-        "15:14: webhooks.stripe.secrets: expected a list, found a string (a secret: not shown)",
-        "17:15: webhooks.stripe.max_body: expected an integer > 0, found 0",
-        "20:41: queues.payments.forward.method: expected 'POST', 'PUT', 'PATCH', 'DELETE' "
+        "16:14: webhooks.stripe.secrets: expected a list, found a string (a secret: not shown)",
+        "18:15: webhooks.stripe.max_body: expected an integer > 0, found 0",
+        "21:41: queues.payments.forward.method: expected 'POST', 'PUT', 'PATCH', 'DELETE' "
         "or 'GET', found 'post' (did you mean 'POST'?)",
-        "21:18: queues.payments.concurrency: expected an integer, found 'many'",
-        "22:19: queues.payments.max_attempts: expected an integer >= 1, found 0",
-        '23:24: queues.payments.retry_delays[1]: expected a duration such as "30s" '
+        "22:18: queues.payments.concurrency: expected an integer, found 'many'",
+        "23:19: queues.payments.max_attempts: expected an integer >= 1, found 0",
+        '24:24: queues.payments.retry_delays[1]: expected a duration such as "30s" '
         "(or a number of seconds), found a mapping",
-        "24:15: queues.payments.ordering: expected 'block' or 'continue', found 'strict'",
-        "25:10: storage: expected a mapping, found 'nothing'",
+        "25:15: queues.payments.ordering: expected 'block' or 'continue', found 'strict'",
+        "26:10: storage: expected a mapping, found 'nothing'",
     ],
     "unknown_keys.yaml": [
         "1:1: servise: unknown key 'servise' (did you mean 'service'?)",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from interlink.testing import FakeUpstream, Received, Reply
 from tests.messaging.harness_amqp import CuttableProxy, delete_queues, rabbitmqctl
@@ -38,6 +39,16 @@ fields:
   amount: {source: data.amount, convert: int}
   currency: {source: data.currency, clean: [strip, upper]}
 """
+
+
+def metric_sum(text: str, name: str, labels: dict[str, str]) -> float:
+    """The sum of the samples called ``name`` whose labels include ``labels`` (Prometheus text)."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
 
 
 def write_config(tmp_path: Path, broker_url: str, queue: str, **queue_settings: Any) -> Path:
@@ -80,9 +91,10 @@ queues:
 class ServeProcess:
     """`interlink serve -c path` in its own process; its log kept for failure messages."""
 
-    def __init__(self, config: Path, upstream: str, command: str = "serve") -> None:
+    def __init__(self, config: Path, upstream: str, command: str = "serve", *args: str) -> None:
         self.config = config
         self.command = command
+        self.args = args
         self.env = {
             **os.environ,
             "E2E_ADMIN_TOKEN": TOKEN,
@@ -100,6 +112,7 @@ class ServeProcess:
             self.command,
             "-c",
             str(self.config),
+            *self.args,
             env=self.env,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
@@ -323,7 +336,11 @@ async def test_sigterm_drains_and_a_restart_loses_nothing(
 async def test_serve_and_a_separate_worker_share_one_sqlite_file(
     tmp_path: Path, upstream: FakeUpstream
 ) -> None:
-    """`interlink worker` beside `interlink serve` on one file: together, each payment goes out once."""
+    """`interlink worker` beside `interlink serve` on one file: together, each payment goes out once.
+
+    The worker serves its health and its own metrics on ``--listen``: what
+    the two processes count adds up to every payment once.
+    """
     ids: list[str] = []
 
     def slow(received: Received) -> Reply:
@@ -333,16 +350,36 @@ async def test_serve_and_a_separate_worker_share_one_sqlite_file(
     upstream.route("POST", "/payments").reply(slow)
     config = write_config(tmp_path, f"sqlite:///{tmp_path / 'interlink.db'}", "payments")
     server = ServeProcess(config, upstream.url)
-    worker = ServeProcess(config, upstream.url, command="worker")
+    worker = ServeProcess(config, upstream.url, "worker", "--listen", "127.0.0.1:0")
     count = 40
     try:
         url = await server.start()
-        await worker.start()  # a worker has no HTTP side: it says it started, without a URL
+        worker_url = await worker.start()
+        assert worker_url.startswith("http://127.0.0.1:"), worker.text
+        assert worker_url != url
         async with aiohttp.ClientSession() as session:
             for n in range(count):
                 assert await send(session, url, n, event(n)) == 200
-        await until(lambda: len(ids) >= count, 60, "all forwarded")
-        assert sorted(ids) == sorted(f"pay_p{n}" for n in range(count))  # each once
+            await until(lambda: len(ids) >= count, 60, "all forwarded")
+            assert sorted(ids) == sorted(f"pay_p{n}" for n in range(count))  # each once
+            async with session.get(f"{worker_url}/readyz") as response:
+                assert response.status == 200
+            async with session.post(f"{worker_url}/webhooks/payments", data=b"{}") as response:
+                assert response.status == 404  # no webhooks on a worker
+            acked = {"queue": "payments", "outcome": "acked"}
+            counted: dict[str, float] = {}
+
+            async def each_counted_once() -> bool:
+                for where in (url, worker_url):
+                    async with session.get(f"{where}/metrics") as response:
+                        assert response.status == 200
+                        text = await response.text()
+                    counted[where] = metric_sum(text, "interlink_messages_total", acked)
+                return sum(counted.values()) == count
+
+            # A process counts a message once it has settled it, just after the forward.
+            await until(each_counted_once, 10, f"{count} acked between the two: {counted}")
+        assert counted[worker_url] > 0, "the worker handled nothing: its metrics went untested"
         assert await worker.terminate() == 0, worker.text
         assert await server.terminate() == 0, server.text
     finally:

@@ -4,7 +4,8 @@ Both check the whole file first (the same checks as ``interlink
 check-config``): a file with mistakes exits 2 listing every one, before
 anything starts. ``serve`` runs the HTTP side and every queue's workers in
 one process; ``worker`` runs workers alone (``--queue`` to pick some), so
-receiving and processing scale apart. SIGTERM or Ctrl-C stops gracefully
+receiving and processing scale apart, with health and ``/metrics`` on
+``--listen`` (or ``service.worker_listen``) when given. SIGTERM or Ctrl-C stops gracefully
 and exits 0.
 """
 
@@ -40,14 +41,21 @@ def _logging(service: Service, level: str | None) -> None:
     configure_logging(service.config.observability.logging, level=level)
 
 
-def _run(config: Path, log_level: str | None, *, http: bool, queues: list[str] | None) -> None:
+def _run(
+    config: Path,
+    log_level: str | None,
+    *,
+    http: bool,
+    queues: list[str] | None,
+    listen: str | None = None,
+) -> None:
     from interlink.service._cli_config import report_issues
     from interlink.service._load import ConfigFileError, check_config
     from interlink.service._runtime import Service
 
     try:
         loaded = check_config(config)
-        service = Service(loaded, http=http, queues=queues)
+        service = Service(loaded, http=http, queues=queues, listen=listen)
     except ConfigFileError as exc:
         raise report_issues(exc, config) from None
     except ConfigError as exc:
@@ -71,7 +79,13 @@ def worker_command(
     queue: list[str] | None = typer.Option(  # noqa: B008 - typer's way
         None, "--queue", "-q", help="Only this queue (repeat for several); default all."
     ),
+    listen: str | None = typer.Option(
+        None,
+        "--listen",
+        help="host:port for /livez, /readyz, /health and /metrics (port 0: a free one, logged)."
+        " Default: service.worker_listen; neither set: no HTTP side.",
+    ),
     log_level: str | None = _LOG_LEVEL,
 ) -> None:
-    """Run the queues' workers alone (no HTTP side)."""
-    _run(config, log_level, http=False, queues=queue or None)
+    """Run the queues' workers alone (no webhooks, no admin; health and metrics with --listen)."""
+    _run(config, log_level, http=False, queues=queue or None, listen=listen)

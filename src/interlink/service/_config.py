@@ -41,6 +41,16 @@ Duration = Annotated[
     Field(description='a duration: "250ms", "30s", "5m", "1h", or a number of seconds'),
 ]
 _LISTEN = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[^:\[\]]+):(?P<port>\d{1,5})$")
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:8080`` for IPv6) as the host and the port; ``ValueError`` if not."""
+    match = _LISTEN.match(value)
+    if match is None or not 0 <= int(match["port"]) < 65536:
+        raise ValueError(f"expected host:port such as 127.0.0.1:8080, found {value!r}")
+    return match["host"].strip("[]"), int(match["port"])
+
+
 _DOTTED = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -65,6 +75,13 @@ class ServiceSection(_Section):
         description="host:port the HTTP side (webhooks, health, metrics, admin) listens on; "
         "port 0 picks a free port (logged at start).",
     )
+    worker_listen: str | None = Field(
+        None,
+        description="host:port `interlink worker` serves /livez, /readyz, /health and /metrics "
+        "on (no webhooks, no admin; port 0 picks a free port, logged at start); `--listen` "
+        "overrides it. Unset: a worker process has no HTTP side, and what its handlers and "
+        "clients count is not served.",
+    )
     admin_token: str | None = Field(
         None,
         description="Bearer token of the admin API under /admin. Unset or empty: the admin API "
@@ -79,30 +96,17 @@ class ServiceSection(_Section):
         2.0, description="How long each /readyz and /health check may take before it fails."
     )
 
-    @field_validator("listen")
+    @field_validator("listen", "worker_listen")
     @classmethod
-    def _listen(cls, value: str) -> str:
-        match = _LISTEN.match(value)
-        if match is None or not 0 <= int(match["port"]) < 65536:
-            raise ValueError(f"expected host:port such as 127.0.0.1:8080, found {value!r}")
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_listen(value)
         return value
 
     @field_validator("shutdown_timeout", "readiness_timeout")
     @classmethod
     def _seconds(cls, value: object) -> float:
         return _duration(value)
-
-    @property
-    def host(self) -> str:
-        match = _LISTEN.match(self.listen)
-        assert match is not None
-        return match["host"].strip("[]")
-
-    @property
-    def port(self) -> int:
-        match = _LISTEN.match(self.listen)
-        assert match is not None
-        return int(match["port"])
 
 
 class BrokerConfig(_Section):

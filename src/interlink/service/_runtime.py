@@ -1,8 +1,11 @@
 """``Service``: one checked config file, running: broker, clients, webhooks in, workers, HTTP.
 
-``interlink serve`` runs the HTTP side (webhook sources, health, admin) and
-the workers in one process; ``interlink worker`` runs workers alone, so that
-receiving and processing scale apart. Several processes on the same SQLite
+``interlink serve`` runs the HTTP side (webhook sources, health, metrics,
+admin) and the workers in one process; ``interlink worker`` runs workers
+alone, so that receiving and processing scale apart, and serves only health
+and metrics, when it is given an address (``--listen``,
+``service.worker_listen``): what its handlers and clients count would
+otherwise be seen by no one. Several processes on the same SQLite
 file or the same RabbitMQ cooperate: the broker hands each message to one.
 
 Start order is the order of dependence (broker, clients, receiver, workers,
@@ -40,7 +43,7 @@ from interlink.observability._logging import REDACTOR, RequestIdMiddleware, conf
 from interlink.observability._metrics import MetricsRecorder
 from interlink.observability._tracing import configure_tracing
 from interlink.service._build import build_client, build_queue, build_sources
-from interlink.service._config import ServiceConfig
+from interlink.service._config import ServiceConfig, split_listen
 from interlink.service._load import LoadedConfig
 from interlink.service._metrics import watch_service
 from interlink.webhooks import WebhookReceiver, WebhookSource
@@ -61,10 +64,14 @@ class _Server(uvicorn.Server):
 class Service:
     """Everything one config file describes, started and stopped as one.
 
-    ``http``: serve the HTTP side (webhooks, health, admin); ``workers``: run
-    the queues' handlers (only ``queues`` when given). Use ``async with
-    Service(load_config(path)) as service:`` or ``await service.run()``, which
-    returns after SIGTERM or SIGINT once everything has stopped.
+    ``http``: serve the HTTP side (webhooks, health, metrics, admin) on
+    ``service.listen``; ``workers``: run the queues' handlers (only ``queues``
+    when given). Without ``http`` (``interlink worker``), the process serves
+    only its operations side (``/livez``, ``/readyz``, ``/health``,
+    ``/metrics``) on ``listen``, else on ``service.worker_listen``, and
+    nothing when neither is set. Use ``async with Service(load_config(path))
+    as service:`` or ``await service.run()``, which returns after SIGTERM or
+    SIGINT once everything has stopped.
     """
 
     def __init__(
@@ -74,6 +81,7 @@ class Service:
         http: bool = True,
         workers: bool = True,
         queues: Sequence[str] | None = None,
+        listen: str | None = None,
     ) -> None:
         self.loaded = loaded
         self.config: ServiceConfig = loaded.config
@@ -85,6 +93,20 @@ class Service:
                     f"no queue named {', '.join(unknown)} in the config (queues: {known})"
                 )
         self.http = http
+        section = self.config.service
+        if listen is not None:
+            try:
+                split_listen(listen)
+            except ValueError as exc:
+                raise ConfigError(f"listen: {exc}") from None
+        # Where the HTTP side listens, and the setting that said so (for the error if it cannot).
+        self.listen: str | None
+        if listen is not None:
+            self.listen, self._listen_setting = listen, "listen"
+        elif http:
+            self.listen, self._listen_setting = section.listen, "service.listen"
+        else:
+            self.listen, self._listen_setting = section.worker_listen, "service.worker_listen"
         self.run_workers = workers
         self.queues = list(self.config.queues if queues is None else queues)
         self.clients: dict[str, ApiClient] = {}
@@ -123,7 +145,8 @@ class Service:
             routes.append(metrics_route(self))
         if self.receiver is not None:
             routes += self.receiver.routes()
-        routes.append(Mount("/admin", app=admin_app(self)))
+        if self.http:  # a worker's HTTP side is the operations one: no admin
+            routes.append(Mount("/admin", app=admin_app(self)))
         # Every error the service itself answers (404, 405) is problem+json, as the admin API's.
         app = Starlette(routes=routes, exception_handlers={HTTPException: http_problem})
         # observability (logs): bind and echo X-Request-ID around every request.
@@ -179,24 +202,27 @@ class Service:
             if self.metrics is not None:  # observability (metrics): before the worker fetches
                 self.metrics.watch_worker(self.worker)
             await self.worker.start()
-        if self.http:
+        if self.listen is not None:
             self.app = self._build_app()
-            await self._listen()
+            await self._listen(self.listen)
         self.started_at = time.time()
         _log.info(
             "service %s started%s", config.service.name, f" on {self.url}" if self.url else ""
         )
 
-    async def _listen(self) -> None:
+    async def _listen(self, address: str) -> None:
         section = self.config.service
-        family = socket.AF_INET6 if ":" in section.host else socket.AF_INET
+        host, port = split_listen(address)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((section.host, section.port))
+            sock.bind((host, port))
         except OSError as exc:
             sock.close()
-            raise ConfigError(f"service.listen: cannot listen on {section.listen}: {exc}") from None
+            raise ConfigError(
+                f"{self._listen_setting}: cannot listen on {address}: {exc}"
+            ) from None
         sock.listen(2048)
         sock.setblocking(False)
         self._socket = sock

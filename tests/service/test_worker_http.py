@@ -1,0 +1,131 @@
+"""A worker process's HTTP side: health and its own metrics on an address of its own, or none.
+
+``interlink worker`` is ``Service(http=False)``: no webhooks and no admin,
+but whoever runs it needs its probes and a scrape of what its handlers and
+clients count. The address comes from ``listen`` (the ``--listen`` option),
+else ``service.worker_listen``; with neither the process listens nowhere.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
+
+from interlink.cli import app
+from interlink.core.errors import ConfigError
+from interlink.service._load import load_config
+from interlink.service._runtime import Service
+from interlink.testing import FakeUpstream
+from tests.polling import eventually
+from tests.service.ops_support import HANDLED, admin, write_config
+
+
+def acked(text: str, queue: str) -> float:
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "interlink_messages_total"
+        and sample.labels.get("queue") == queue
+        and sample.labels.get("outcome") == "acked"
+    )
+
+
+def with_worker_listen(path: Path, address: str) -> Path:
+    text = path.read_text().replace("  listen: 127.0.0.1:0\n", f"  worker_listen: {address}\n")
+    path.write_text(text)
+    return path
+
+
+async def test_a_worker_serves_its_probes_and_its_own_metrics_and_nothing_else(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    config = load_config(write_config(tmp_path, upstream.url))
+    async with (
+        Service(config, http=False, listen="127.0.0.1:0") as service,
+        aiohttp.ClientSession() as session,
+    ):
+        assert service.url.startswith("http://127.0.0.1:")
+        await service.broker.publish("orders", json.dumps({"id": "w1"}).encode(), message_id="w1")
+        await eventually(lambda: "w1" in HANDLED, "the worker handled the order")
+
+        async def counted() -> bool:
+            async with session.get(f"{service.url}/metrics") as response:
+                assert response.status == 200
+                return acked(await response.text(), "orders") == 1
+
+        await eventually(counted, "the worker's /metrics counts the order it acked")
+        for probe in ("/livez", "/readyz", "/health"):
+            async with session.get(f"{service.url}{probe}") as response:
+                assert response.status == 200, probe
+        # What only `interlink serve` answers: webhooks and the admin API.
+        async with session.post(f"{service.url}/webhooks/shop", data=b"{}") as response:
+            assert response.status == 404
+        async with session.get(f"{service.url}/admin/queues", headers=admin()) as response:
+            assert response.status == 404
+        async with session.get(f"{service.url}/metrics") as response:
+            families = text_string_to_metric_families(await response.text())
+            webhooks = [f for f in families if f.name == "interlink_webhooks_received"]
+        assert [family.samples for family in webhooks] == [[]]  # declared, never counted here
+
+
+async def test_the_address_comes_from_service_worker_listen_when_not_given(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    path = with_worker_listen(write_config(tmp_path, upstream.url), "127.0.0.1:0")
+    async with Service(load_config(path), http=False) as service:
+        assert service.url.startswith("http://127.0.0.1:")
+        async with aiohttp.ClientSession() as session, session.get(f"{service.url}/livez") as r:
+            assert r.status == 200
+
+
+async def test_a_worker_without_an_address_listens_nowhere(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    async with Service(load_config(write_config(tmp_path, upstream.url)), http=False) as service:
+        assert service.worker is not None
+        assert service.url == ""
+        assert service.app is None
+
+
+def test_a_listen_address_that_is_not_host_port_is_refused_before_anything_starts(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    config = load_config(write_config(tmp_path, upstream.url))
+    with pytest.raises(ConfigError, match=r"listen: expected host:port .* found 'nowhere'"):
+        Service(config, http=False, listen="nowhere")
+
+
+async def test_a_taken_worker_address_names_the_setting_and_stops_the_start(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = with_worker_listen(write_config(tmp_path, upstream.url), f"127.0.0.1:{port}")
+        service = Service(load_config(path), http=False)
+        with pytest.raises(
+            ConfigError, match=rf"service.worker_listen: cannot listen on 127.0.0.1:{port}"
+        ):
+            await service.start()
+        # Nothing is left running: the worker that had started was stopped again.
+        assert service.worker is not None
+        assert not service.worker.running
+
+
+def test_interlink_worker_refuses_a_bad_listen_option_with_exit_2(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    path = write_config(tmp_path, upstream.url)
+    result = CliRunner().invoke(app, ["worker", "-c", str(path), "--listen", "8080"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: listen: expected host:port such as 127.0.0.1:8080, found '8080'"
+    )
