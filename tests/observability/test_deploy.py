@@ -1,9 +1,11 @@
 """deploy/: the Grafana dashboard and the Prometheus alerts name only metrics the service emits.
 
-``promtool`` (Debian's ``prometheus`` package) checks the alert rules, and the
-dashboard's expressions as rules too, when it is installed (``.ci/run`` tries
-to install it); without it those two tests skip with the reason: the metric
-names are still checked against a live scrape.
+``promtool`` (Debian's ``prometheus`` package) checks the alert rules, runs
+their unit tests (``alerts_test.yml``: when each alert fires, with which
+labels and text), and checks the dashboard's expressions as rules too, when
+it is installed (``.ci/run`` tries to install it); without it those three
+tests skip with the reason: the metric names are still checked against a
+live scrape.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tests.observability.metrics_support import scripted_run, write_config
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "interlink.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+ALERT_TESTS = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
 METRIC = re.compile(r"\binterlink_[a-z0-9_]+")
 # Grafana's variables, replaced by PromQL that parses, for promtool.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$job": ".*", "$client": ".*", "$queue": ".*"}
@@ -170,6 +173,18 @@ def test_promtool_accepts_the_alert_rules() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 5 rules found" in result.stdout
+
+
+def test_each_alert_fires_when_it_should_and_only_then() -> None:
+    """promtool's unit tests of the rules (deploy/prometheus/alerts_test.yml), every alert in it."""
+    tests = yaml.safe_load(ALERT_TESTS.read_text())
+    tested = {case["alertname"] for group in tests["tests"] for case in group["alert_rule_test"]}
+    assert tested == {rule["alert"] for rule in alert_rules()}
+    result = subprocess.run(
+        [promtool(), "test", "rules", str(ALERT_TESTS)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
 
 
 def test_promtool_parses_every_dashboard_expression(tmp_path: Path) -> None:
