@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 
 
 async def eventually(
-    condition: Callable[[], Awaitable[bool] | bool],
+    condition: Callable[[], Awaitable[object] | object],
     what: str | Callable[[], str],
     within: float = 10.0,
     step: float = 0.01,
 ) -> None:
-    """Poll ``condition`` (sync or async) until it holds; fail after ``within`` seconds.
+    """Poll ``condition`` (sync or async) until it is true; fail after ``within`` seconds.
 
     ``what`` names what is awaited; a callable is asked only on failure (say, for the
     output so far)."""
     deadline = time.monotonic() + within
     while True:
         result = condition()
-        if not isinstance(result, bool):
+        if inspect.isawaitable(result):
             result = await result
         if result:
             return

@@ -20,7 +20,6 @@ import asyncio
 import itertools
 import os
 import shutil
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,7 +31,8 @@ from pamqp.commands import Basic
 from interlink.core.clock import SYSTEM_CLOCK
 from interlink.messaging._amqp import RabbitBroker
 from interlink.messaging._broker import Broker
-from tests.messaging.harness import Harness, holds, register
+from tests.messaging.harness import Harness, register
+from tests.polling import eventually
 from tests.services import RABBITMQ_URL, require_service
 
 RUN = uuid.uuid4().hex[:6]
@@ -65,12 +65,7 @@ async def until(
     condition: Callable[[], bool | Awaitable[bool]], *, within: float, step: float = 0.02
 ) -> None:
     """Poll ``condition`` on real time until it holds; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        if await holds(condition):
-            return
-        assert time.monotonic() < deadline, f"still false after {within}s"
-        await asyncio.sleep(step)
+    await eventually(condition, "the condition holding", within, step)
 
 
 async def delete_queues(names: set[str]) -> None:

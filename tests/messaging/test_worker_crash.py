@@ -20,7 +20,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +29,7 @@ import pytest
 
 from interlink.messaging import MessageContext, SqliteBroker, SqliteInbox, Worker, open_broker
 from tests.messaging import crash_worker
+from tests.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUE = "orders"
@@ -86,15 +86,20 @@ def setup(tmp_path: Path) -> Setup:
 
 
 async def until(condition: Callable[[], bool], *, what: str, proc: Any = None) -> None:
-    """Poll ``condition`` every 20 ms until it holds; fail after ``DEADLINE`` seconds."""
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
+    """Poll ``condition`` every 20 ms until it holds; fail after ``DEADLINE`` seconds.
+
+    With ``proc``, fail at once if that process exits first, with its stderr.
+    """
+
+    def holds_while_alive() -> bool:
+        if condition():
+            return True
         if proc is not None and proc.poll() is not None:
             _, err = proc.communicate()
             raise AssertionError(f"the worker process exited early ({proc.returncode}): {err}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: still not the case after {DEADLINE}s")
-        await asyncio.sleep(0.02)
+        return False
+
+    await eventually(holds_while_alive, what, DEADLINE, step=0.02)
 
 
 @pytest.fixture

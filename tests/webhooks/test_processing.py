@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +13,7 @@ from fastapi import FastAPI
 from interlink.messaging import MemoryBroker, MemoryInbox, MessageContext, Worker
 from interlink.testing import FakeClock
 from interlink.webhooks import ReceivedWebhook, WebhookReceiver, WebhookSource, webhook_handler
+from tests.polling import eventually
 from tests.webhooks.serving import serving
 from tests.webhooks.signing import SECRET, standard_headers
 
@@ -28,10 +28,7 @@ def source(path: str = "/webhooks/shop") -> WebhookSource:
 
 
 async def until(predicate: Any, what: str, seconds: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.005)
+    await eventually(predicate, what, seconds, step=0.005)
 
 
 @pytest.fixture
