@@ -625,9 +625,6 @@ class _Readable(Sequence[ReadableSpan]):
 # ``spans``, getrefcount's argument), and to a span of it (the list, the loop, the argument).
 _BATCH_REFERENCES: Final = 3
 _SPAN_REFERENCES: Final = 3
-# What a span kept for reuse holds instead of its own attributes (never written to: nothing can
-# reach a span while it waits, and _LeanTracer._span gives it new ones first).
-_CLEARED: Final[dict[str, Any]] = {}
 
 
 class _Batcher:
@@ -772,13 +769,6 @@ class _Batcher:
         application), no weak reference, and nothing set beyond the fields
         ``_span`` sets again (``_touched``: no events, links, status, dropped
         attributes, exception options).
-
-        A kept span lets go of its own values here (attributes, ids, parent,
-        context, times): freed in this thread, in one pass over the batch,
-        rather than one by one on the request path when ``_span`` overwrites
-        them, where they have gone cold (about a tenth of the spans' cost on
-        the ingest path, docs/performance.md); and the pool holds no value of
-        an exported span alive.
         """
         refcount = _getrefcount
         if refcount(spans) != _BATCH_REFERENCES:  # type: ignore[misc]
@@ -793,9 +783,6 @@ class _Batcher:
             ):
                 if span._unchecked:  # its attributes were checked for this export
                     span._unchecked = False
-                span._attributes = _CLEARED
-                span._parent = span._context = None
-                span.trace_id = span.span_id = span._start_time = span._end_time = 0
                 keep(span)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
