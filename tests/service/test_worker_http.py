@@ -70,9 +70,12 @@ async def test_a_worker_serves_its_probes_and_its_own_metrics_and_nothing_else(
         async with session.get(f"{service.url}/admin/queues", headers=admin()) as response:
             assert response.status == 404
         async with session.get(f"{service.url}/metrics") as response:
-            families = text_string_to_metric_families(await response.text())
-            webhooks = [f for f in families if f.name == "interlink_webhooks_received"]
-        assert [family.samples for family in webhooks] == [[]]  # declared, never counted here
+            families = {f.name: f for f in text_string_to_metric_families(await response.text())}
+        assert families["interlink_webhooks_received"].samples == []  # declared, never counted
+        # What the dashboard's job variable lists, and the clients the handlers call.
+        assert len(families["interlink_build_info"].samples) == 1
+        clients = {s.labels["client"] for s in families["interlink_client_calls"].samples}
+        assert clients == {"upstream", "plain"}
 
 
 async def test_the_address_comes_from_service_worker_listen_when_not_given(
