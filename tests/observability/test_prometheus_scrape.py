@@ -1,0 +1,204 @@
+"""A real Prometheus scraping `serve` and a worker with deploy/prometheus/prometheus.yml.
+
+The example configuration, pointed at two processes of one service (the
+receiver, and a worker serving its metrics on ``listen``), loads the alert
+rules, scrapes both, and the dashboard's expressions add up what each
+counts: every webhook received once, every message settled once, and the
+broker's dead letters once although both processes report them. Prometheus
+comes from Debian's ``prometheus`` package (``.ci/run`` installs it);
+without it the test skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from interlink.service._load import load_config
+from interlink.service._runtime import Service
+from tests.polling import eventually
+from tests.service.ops_support import HANDLED, post_webhook
+from tests.webhooks.signing import SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "interlink.json"
+GOOD = 5
+
+CONFIG = """
+service:
+  name: scraped
+  listen: 127.0.0.1:0
+  readiness_timeout: 2s
+  shutdown_timeout: 5s
+broker:
+  url: sqlite:///{db}
+webhooks:
+  shop:
+    path: /webhooks/shop
+    scheme: standard
+    secrets: ["{secret}"]
+    publish_to: orders
+queues:
+  orders:
+    handler: tests.service.ops_support:handle
+    max_attempts: 1
+    permanent: [tests.service.ops_support.Refused]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@contextlib.asynccontextmanager
+async def prometheus(
+    config: Path, data: Path, session: aiohttp.ClientSession
+) -> AsyncIterator[str]:
+    """Prometheus, ready, on a free loopback port (another, if something took it first)."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("prometheus is not installed (apt-get install prometheus)")
+    for _ in range(3):
+        url = f"http://127.0.0.1:{free_port()}"
+        process = await asyncio.create_subprocess_exec(
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={data}",
+            f"--web.listen-address={url.removeprefix('http://')}",
+            "--log.level=warn",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            await eventually(
+                functools.partial(answers, session, url, process), "prometheus ready", 30, 0.1
+            )
+            if process.returncode is None:
+                yield url
+                return
+            assert process.stderr is not None
+            errors = (await process.stderr.read()).decode(errors="replace")
+            assert "address already in use" in errors, f"prometheus exited: {errors[-2000:]}"
+        finally:
+            if process.returncode is None:
+                process.terminate()
+                try:
+                    await asyncio.wait_for(process.wait(), 20)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+    raise AssertionError("prometheus found no free port in three tries")
+
+
+def dead_letters_panel() -> str:
+    """The dashboard's dead-letter query, its Grafana variables set to "all"."""
+    model = json.loads(DASHBOARD.read_text())
+    (expr,) = (
+        target["expr"]
+        for panel in model["panels"]
+        for target in panel.get("targets", [])
+        if "interlink_queue_dead_letters" in target["expr"]
+    )
+    return str(expr).replace("$job", ".*").replace("$queue", ".*")
+
+
+async def answers(
+    session: aiohttp.ClientSession, url: str, process: asyncio.subprocess.Process
+) -> bool:
+    """Prometheus at ``url`` is ready, or its process has exited (the caller tells which)."""
+    if process.returncode is not None:
+        return True
+    try:
+        async with session.get(f"{url}/-/ready") as response:
+            return response.status == 200
+    except aiohttp.ClientError:
+        return False  # not listening yet
+
+
+async def query(session: aiohttp.ClientSession, url: str, promql: str) -> dict[str, float]:
+    """An instant query's result, each series by its one label left (``""`` without any)."""
+    async with session.get(f"{url}/api/v1/query", params={"query": promql}) as response:
+        body = await response.json()
+    assert body["status"] == "success", body
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return {",".join(item["metric"].values()): float(item["value"][1]) for item in result}
+
+
+async def test_prometheus_scrapes_serve_and_a_worker_and_the_dashboard_adds_them_up(
+    tmp_path: Path,
+) -> None:
+    HANDLED.clear()
+    path = tmp_path / "interlink.yaml"
+    path.write_text(CONFIG.format(db=tmp_path / "broker.db", secret=SECRET))
+    loaded = load_config(path)
+    async with (
+        Service(loaded, workers=False) as serve,
+        Service(loaded, http=False, listen="127.0.0.1:0") as worker,
+        aiohttp.ClientSession() as session,
+    ):
+        example = yaml.safe_load(EXAMPLE.read_text())
+        example["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+        example["rule_files"] = [str(ALERTS)]
+        (job,) = example["scrape_configs"]
+        where = {"serve": serve.url, "worker": worker.url}
+        for group in job["static_configs"]:
+            group["targets"] = [where[group["labels"]["process"]].removeprefix("http://")]
+        config = tmp_path / "prometheus.yml"
+        config.write_text(yaml.safe_dump(example))
+
+        for n in range(GOOD):
+            body = json.dumps({"id": f"o{n}"}).encode()
+            assert await post_webhook(session, serve.url, f"wh_{n}", body) == 200
+        refused = json.dumps({"id": "bad", "fail": True}).encode()
+        assert await post_webhook(session, serve.url, "wh_bad", refused) == 200
+        await eventually(lambda: len(HANDLED) == GOOD, "the good orders handled by the worker")
+
+        async with prometheus(config, tmp_path / "tsdb", session) as url:
+
+            async def both_up() -> bool:
+                return await query(session, url, "sum by (process) (up)") == {
+                    "serve": 1.0,
+                    "worker": 1.0,
+                }
+
+            await eventually(both_up, "both processes scraped", within=30, step=0.2)
+            # The dashboard's expressions, over every process scraped.
+            settled = 'sum by (outcome) (interlink_messages_total{job=~"interlink"}) > 0'
+
+            seen: dict[str, float] = {}
+
+            async def all_settled() -> bool:
+                seen.clear()
+                seen.update(await query(session, url, settled))
+                return seen == {"acked": GOOD, "dead_lettered": 1.0}
+
+            await eventually(
+                all_settled, lambda: f"the worker's settlements: {seen}", within=30, step=0.2
+            )
+            received = 'sum by (outcome) (interlink_webhooks_received_total{job=~"interlink"}) > 0'
+            assert await query(session, url, received) == {"accepted": GOOD + 1.0}
+            # Both processes report the broker's one dead letter; the dashboard shows it once.
+            dead = "interlink_queue_dead_letters"
+            assert await query(session, url, f"count by (queue) ({dead})") == {"orders": 2.0}
+            assert await query(session, url, dead_letters_panel()) == {"orders": 1.0}
+            async with session.get(f"{url}/api/v1/rules") as response:
+                groups = (await response.json())["data"]["groups"]
+            rules = [rule for group in groups for rule in group["rules"]]
+            assert len(rules) == 5
+            assert {rule["health"] for rule in rules} == {"ok"}, rules
