@@ -5,8 +5,8 @@ check-config``): a file with mistakes exits 2 listing every one, before
 anything starts. ``serve`` runs the HTTP side and every queue's workers in
 one process; ``worker`` runs workers alone (``--queue`` to pick some), so
 receiving and processing scale apart, with health and ``/metrics`` on
-``--listen`` (or ``service.worker_listen``) when given. SIGTERM or Ctrl-C stops gracefully
-and exits 0.
+``--listen`` (or ``service.worker_listen``) when given. SIGTERM or Ctrl-C
+stops gracefully and exits 0.
 """
 
 from __future__ import annotations
