@@ -16,7 +16,6 @@ import contextlib
 import functools
 import json
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import yaml
 
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
+from tests.observability.metrics_support import closed_port
 from tests.polling import eventually
 from tests.service.ops_support import HANDLED, post_webhook
 from tests.webhooks.signing import SECRET
@@ -59,13 +59,6 @@ queues:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 @contextlib.asynccontextmanager
 async def prometheus(
     config: Path, data: Path, session: aiohttp.ClientSession
@@ -75,7 +68,7 @@ async def prometheus(
     if binary is None:
         pytest.skip("prometheus is not installed (apt-get install prometheus)")
     for _ in range(3):
-        url = f"http://127.0.0.1:{free_port()}"
+        url = f"http://127.0.0.1:{closed_port()}"  # free now; if taken by then, another
         process = await asyncio.create_subprocess_exec(
             binary,
             f"--config.file={config}",
