@@ -4,6 +4,7 @@
 but whoever runs it needs its probes and a scrape of what its handlers and
 clients count. The address comes from ``listen`` (the ``--listen`` option),
 else ``service.worker_listen``; with neither the process listens nowhere.
+``interlink serve --listen`` overrides ``service.listen`` the same way.
 """
 
 from __future__ import annotations
@@ -131,4 +132,37 @@ def test_interlink_worker_refuses_a_bad_listen_option_with_exit_2(
     assert result.exit_code == 2
     assert result.stderr.strip() == (
         "error: listen: expected host:port such as 127.0.0.1:8080, found '8080'"
+    )
+
+
+async def test_listen_overrides_service_listen_for_serve_too(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    path = write_config(tmp_path, upstream.url)
+    with socket.socket() as taken:  # service.listen names a port already taken...
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path.write_text(
+            path.read_text().replace("listen: 127.0.0.1:0", f"listen: 127.0.0.1:{port}")
+        )
+        # ...and the override is used instead: the service starts, on another port.
+        async with Service(load_config(path), listen="127.0.0.1:0") as service:
+            assert service.url.startswith("http://127.0.0.1:")
+            assert not service.url.endswith(f":{port}")
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(f"{service.url}/webhooks/shop", data=b"{}") as r,
+            ):
+                assert r.status == 401  # the webhooks are there: unsigned, refused
+
+
+def test_interlink_serve_refuses_a_bad_listen_option_with_exit_2(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    path = write_config(tmp_path, upstream.url)
+    result = CliRunner().invoke(app, ["serve", "-c", str(path), "--listen", "localhost"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: listen: expected host:port such as 127.0.0.1:8080, found 'localhost'"
     )

@@ -69,9 +69,17 @@ def _run(
         raise typer.Exit(2) from None
 
 
-def serve_command(config: Path = _CONFIG, log_level: str | None = _LOG_LEVEL) -> None:
-    """Run the service: webhooks in, health, admin, and every queue's workers."""
-    _run(config, log_level, http=True, queues=None)
+def serve_command(
+    config: Path = _CONFIG,
+    listen: str | None = typer.Option(
+        None,
+        "--listen",
+        help="host:port to serve on instead of service.listen (port 0: a free one, logged).",
+    ),
+    log_level: str | None = _LOG_LEVEL,
+) -> None:
+    """Run the service: webhooks in, health, metrics, admin, and every queue's workers."""
+    _run(config, log_level, http=True, queues=None, listen=listen)
 
 
 def worker_command(
