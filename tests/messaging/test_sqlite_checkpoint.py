@@ -17,6 +17,7 @@ from interlink.messaging import SqliteBroker
 from interlink.messaging import _sqlite_checkpoint as checkpoints
 from interlink.messaging import _sqlite_store as store_module
 from interlink.messaging._sqlite_store import begin
+from tests.polling import eventually
 
 BODY = bytes(1000)
 
@@ -53,10 +54,7 @@ def _only_when_hurried(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def _wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition still false"
-        await asyncio.sleep(0.005)
+    await eventually(condition, "the condition holding", within, step=0.005)
 
 
 async def _publish_rounds(broker: SqliteBroker, rounds: int, per_round: int) -> list[int]:

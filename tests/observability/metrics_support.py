@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import time
 from pathlib import Path
 
 import aiohttp
@@ -21,19 +19,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from interlink.core.errors import CircuitOpenError, ClientError, HttpStatusError, RejectedError
 from interlink.service._runtime import Service
 from interlink.testing import FakeUpstream, Reply
+from tests.client.client_support import closed_port
+from tests.polling import eventually
 from tests.service.ops_support import post_webhook
 from tests.webhooks.signing import SECRET
 
 Labels = tuple[tuple[str, str], ...]
 Samples = dict[tuple[str, Labels], float]
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def write_config(tmp_path: Path, upstream_url: str, *, metrics: bool = True) -> Path:
@@ -169,20 +161,28 @@ async def scripted_run(
     with pytest.raises(ClientError):
         await clients["dead"].get("/ok")  # connection refused: no status
 
-    deadline = time.monotonic() + 15
-    while True:
-        found = await scrape(session, service)
-        done = {
-            (queue, outcome): total(found, "interlink_messages_total", queue=queue, outcome=outcome)
-            for queue in ("orders", "pay")
-            for outcome in ("acked", "dead_lettered")
-        }
-        if done == {
+    found: Samples = {}
+    done: dict[tuple[str, str], float] = {}
+
+    async def settled() -> bool:
+        found.clear()
+        found.update(await scrape(session, service))
+        done.clear()
+        done.update(
+            {
+                (queue, outcome): total(
+                    found, "interlink_messages_total", queue=queue, outcome=outcome
+                )
+                for queue in ("orders", "pay")
+                for outcome in ("acked", "dead_lettered")
+            }
+        )
+        return done == {
             ("orders", "acked"): 2,
             ("orders", "dead_lettered"): 1,
             ("pay", "acked"): 1,
             ("pay", "dead_lettered"): 1,
-        }:
-            return found
-        assert time.monotonic() < deadline, done
-        await asyncio.sleep(0.05)  # poll, bounded by the deadline
+        }
+
+    await eventually(settled, lambda: f"every message settled: {done}", 15, step=0.05)
+    return found

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from interlink.observability import REDACTED, REDACTOR, Redactor, bound
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
 from interlink.testing import FakeUpstream, Received, Reply
+from tests.client.client_support import closed_port
 from tests.observability.logging_support import Captured, capture_json_logs, write
 from tests.polling import eventually
 from tests.webhooks.signing import KEY, SECRET, standard_headers
@@ -45,13 +45,6 @@ _log = logging.getLogger("interlink.tests.redaction")
 @pytest.fixture
 def logs() -> Iterator[Captured]:
     yield from capture_json_logs(level="debug")
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def _config(tmp_path: Path, upstream: str) -> Path:
@@ -74,7 +67,7 @@ clients:
     base_url: {upstream}
     auth: {{type: basic, username: bob, password: {PASSWORD}}}
   keyed:
-    base_url: http://127.0.0.1:{_closed_port()}
+    base_url: http://127.0.0.1:{closed_port()}
     auth: {{type: api_key, key: {API_KEY}, query: api_key}}
     retry: {{max_attempts: 1}}
 webhooks:

@@ -26,7 +26,7 @@ import yaml
 
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
-from tests.observability.metrics_support import closed_port
+from tests.client.client_support import closed_port
 from tests.polling import eventually
 from tests.service.ops_support import HANDLED, post_webhook
 from tests.webhooks.signing import SECRET

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
 from interlink.testing import FakeUpstream
+from tests.polling import eventually
 from tests.webhooks.signing import SECRET, standard_headers
 
 CONFIG = """
@@ -58,35 +58,21 @@ async def test_metrics_count_webhooks_messages_transform_failures_and_client_cal
             bad = standard_headers("m9", int(time.time()), b"{}", key=b"wrong-key-wrong-key")
             async with session.post(f"{service.url}/hooks/pay", data=b"{}", headers=bad) as r:
                 assert r.status == 401
-            deadline = time.monotonic() + 10
-            while True:
+            found: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+            def messages(outcome: str) -> float | None:
+                labels = (("handler", "pay:forward"), ("outcome", outcome), ("queue", "pay"))
+                return found.get(("interlink_messages_total", labels))
+
+            async def settled() -> bool:
                 async with session.get(f"{service.url}/metrics") as r:
                     assert r.status == 200
                     assert r.headers["Content-Type"].startswith("text/plain")
-                    found = samples(await r.text())
-                done = found.get(
-                    (
-                        "interlink_messages_total",
-                        (("handler", "pay:forward"), ("outcome", "acked"), ("queue", "pay")),
-                    )
-                )
-                if (
-                    done == 2
-                    and found.get(
-                        (
-                            "interlink_messages_total",
-                            (
-                                ("handler", "pay:forward"),
-                                ("outcome", "dead_lettered"),
-                                ("queue", "pay"),
-                            ),
-                        )
-                    )
-                    == 1
-                ):
-                    break
-                assert time.monotonic() < deadline, found
-                await asyncio.sleep(0.05)  # poll, bounded by the deadline
+                    found.clear()
+                    found.update(samples(await r.text()))
+                return messages("acked") == 2 and messages("dead_lettered") == 1
+
+            await eventually(settled, lambda: f"every payment settled: {found}", 10, 0.05)
     webhooks = "interlink_webhooks_received_total"
     assert found[(webhooks, (("outcome", "accepted"), ("reason", ""), ("source", "pay")))] == 3
     assert (

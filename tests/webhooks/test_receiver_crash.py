@@ -27,6 +27,7 @@ import pytest
 
 from interlink.messaging import MemoryInbox, MessageContext, Worker, open_broker
 from interlink.webhooks import ReceivedWebhook, webhook_handler
+from tests.polling import eventually
 from tests.webhooks.receiver_proc import QUEUE
 from tests.webhooks.signing import standard_headers
 
@@ -82,19 +83,17 @@ class Receiver:
 
 
 async def wait_ready(session: aiohttp.ClientSession, receiver: Receiver) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while True:
+    async def answering() -> bool:
         assert receiver.proc is not None
         if receiver.proc.poll() is not None:
             raise AssertionError(f"the receiver exited: {receiver.proc.stderr.read()!r}")  # type: ignore[union-attr]
         try:
             async with session.get(receiver.url) as response:
-                if response.status == 405:
-                    return
+                return response.status == 405
         except aiohttp.ClientError:
-            pass
-        assert time.monotonic() < deadline, "the receiver did not start"
-        await asyncio.sleep(0.02)
+            return False
+
+    await eventually(answering, "the receiver started", DEADLINE, step=0.02)
 
 
 async def test_sigkill_under_load_loses_no_acknowledged_webhook_and_repeats_none(
@@ -166,13 +165,17 @@ async def test_sigkill_under_load_loses_no_acknowledged_webhook_and_repeats_none
 
     try:
         async with worker:
-            deadline = time.monotonic() + DEADLINE
-            while True:
+
+            async def drained() -> bool:
                 stats = await broker.stats(QUEUE)
-                if len(effects) == WEBHOOKS and stats.ready == 0 and stats.in_flight == 0:
-                    break
-                assert time.monotonic() < deadline, f"seed {seed}: {len(effects)} processed"
-                await asyncio.sleep(0.02)
+                return len(effects) == WEBHOOKS and stats.ready == 0 and stats.in_flight == 0
+
+            await eventually(
+                drained,
+                lambda: f"drained (seed {seed}: {len(effects)} processed)",
+                DEADLINE,
+                step=0.02,
+            )
     finally:
         await broker.close()
     assert set(effects) == set(ids), f"seed {seed}"
