@@ -9,8 +9,10 @@ else ``service.worker_listen``; with neither the process listens nowhere.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -36,6 +38,15 @@ def acked(text: str, queue: str) -> float:
         and sample.labels.get("queue") == queue
         and sample.labels.get("outcome") == "acked"
     )
+
+
+@contextlib.contextmanager
+def taken_port() -> Iterator[int]:
+    """A loopback port something listens on, for as long as the block runs."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
 
 
 def with_worker_listen(path: Path, address: str) -> Path:
@@ -109,10 +120,7 @@ def test_a_listen_address_that_is_not_host_port_is_refused_before_anything_start
 async def test_a_taken_worker_address_names_the_setting_and_stops_the_start(
     tmp_path: Path, upstream: FakeUpstream
 ) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         path = with_worker_listen(write_config(tmp_path, upstream.url), f"127.0.0.1:{port}")
         service = Service(load_config(path), http=False)
         with pytest.raises(
@@ -124,25 +132,11 @@ async def test_a_taken_worker_address_names_the_setting_and_stops_the_start(
         assert not service.worker.running
 
 
-def test_interlink_worker_refuses_a_bad_listen_option_with_exit_2(
-    tmp_path: Path, upstream: FakeUpstream
-) -> None:
-    path = write_config(tmp_path, upstream.url)
-    result = CliRunner().invoke(app, ["worker", "-c", str(path), "--listen", "8080"])
-    assert result.exit_code == 2
-    assert result.stderr.strip() == (
-        "error: listen: expected host:port such as 127.0.0.1:8080, found '8080'"
-    )
-
-
 async def test_listen_overrides_service_listen_for_serve_too(
     tmp_path: Path, upstream: FakeUpstream
 ) -> None:
     path = write_config(tmp_path, upstream.url)
-    with socket.socket() as taken:  # service.listen names a port already taken...
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:  # service.listen names a port already taken...
         path.write_text(
             path.read_text().replace("listen: 127.0.0.1:0", f"listen: 127.0.0.1:{port}")
         )
@@ -157,12 +151,13 @@ async def test_listen_overrides_service_listen_for_serve_too(
                 assert r.status == 401  # the webhooks are there: unsigned, refused
 
 
-def test_interlink_serve_refuses_a_bad_listen_option_with_exit_2(
-    tmp_path: Path, upstream: FakeUpstream
+@pytest.mark.parametrize(("command", "value"), [("worker", "8080"), ("serve", "localhost")])
+def test_both_commands_refuse_a_bad_listen_option_with_exit_2(
+    tmp_path: Path, upstream: FakeUpstream, command: str, value: str
 ) -> None:
     path = write_config(tmp_path, upstream.url)
-    result = CliRunner().invoke(app, ["serve", "-c", str(path), "--listen", "localhost"])
+    result = CliRunner().invoke(app, [command, "-c", str(path), "--listen", value])
     assert result.exit_code == 2
     assert result.stderr.strip() == (
-        "error: listen: expected host:port such as 127.0.0.1:8080, found 'localhost'"
+        f"error: listen: expected host:port such as 127.0.0.1:8080, found {value!r}"
     )
