@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
 from interlink.testing import FakeUpstream
+from tests.observability.metrics_support import samples
 from tests.polling import eventually
 from tests.webhooks.signing import SECRET, standard_headers
 
@@ -31,14 +31,6 @@ queues:
     transform: mapping.yaml
     max_attempts: 1
 """
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
 
 
 async def test_metrics_count_webhooks_messages_transform_failures_and_client_calls(

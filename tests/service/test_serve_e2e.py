@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
 from interlink.testing import FakeUpstream, Received, Reply
 from tests.messaging.harness_amqp import CuttableProxy, delete_queues, rabbitmqctl
+from tests.observability.metrics_support import samples, total
 from tests.polling import eventually
 from tests.services import RABBITMQ_URL, require_service
 from tests.webhooks.signing import SECRET, standard_headers
@@ -39,16 +39,6 @@ fields:
   amount: {source: data.amount, convert: int}
   currency: {source: data.currency, clean: [strip, upper]}
 """
-
-
-def metric_sum(text: str, name: str, labels: dict[str, str]) -> float:
-    """The sum of the samples called ``name`` whose labels include ``labels`` (Prometheus text)."""
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and labels.items() <= sample.labels.items()
-    )
 
 
 def write_config(tmp_path: Path, broker_url: str, queue: str, **queue_settings: Any) -> Path:
@@ -366,7 +356,6 @@ async def test_serve_and_a_separate_worker_share_one_sqlite_file(
                 assert response.status == 200
             async with session.post(f"{worker_url}/webhooks/payments", data=b"{}") as response:
                 assert response.status == 404  # no webhooks on a worker
-            acked = {"queue": "payments", "outcome": "acked"}
             counted: dict[str, float] = {}
 
             async def each_counted_once() -> bool:
@@ -374,7 +363,9 @@ async def test_serve_and_a_separate_worker_share_one_sqlite_file(
                     async with session.get(f"{where}/metrics") as response:
                         assert response.status == 200
                         text = await response.text()
-                    counted[where] = metric_sum(text, "interlink_messages_total", acked)
+                    counted[where] = total(
+                        samples(text), "interlink_messages_total", queue="payments", outcome="acked"
+                    )
                 return sum(counted.values()) == count
 
             # A process counts a message once it has settled it, just after the forward.

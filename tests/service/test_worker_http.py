@@ -17,7 +17,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from interlink.cli import app
@@ -25,19 +24,9 @@ from interlink.core.errors import ConfigError
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
 from interlink.testing import FakeUpstream
+from tests.observability.metrics_support import scrape, total
 from tests.polling import eventually
 from tests.service.ops_support import HANDLED, admin, write_config
-
-
-def acked(text: str, queue: str) -> float:
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "interlink_messages_total"
-        and sample.labels.get("queue") == queue
-        and sample.labels.get("outcome") == "acked"
-    )
 
 
 @contextlib.contextmanager
@@ -68,9 +57,8 @@ async def test_a_worker_serves_its_probes_and_its_own_metrics_and_nothing_else(
         await eventually(lambda: "w1" in HANDLED, "the worker handled the order")
 
         async def counted() -> bool:
-            async with session.get(f"{service.url}/metrics") as response:
-                assert response.status == 200
-                return acked(await response.text(), "orders") == 1
+            found = await scrape(session, service)
+            return total(found, "interlink_messages_total", queue="orders", outcome="acked") == 1
 
         await eventually(counted, "the worker's /metrics counts the order it acked")
         for probe in ("/livez", "/readyz", "/health"):
@@ -81,13 +69,17 @@ async def test_a_worker_serves_its_probes_and_its_own_metrics_and_nothing_else(
             assert response.status == 404
         async with session.get(f"{service.url}/admin/queues", headers=admin()) as response:
             assert response.status == 404
-        async with session.get(f"{service.url}/metrics") as response:
-            families = {f.name: f for f in text_string_to_metric_families(await response.text())}
-        assert families["interlink_webhooks_received"].samples == []  # declared, never counted
-        # What the dashboard's job variable lists, and the clients the handlers call.
-        assert len(families["interlink_build_info"].samples) == 1
-        clients = {s.labels["client"] for s in families["interlink_client_calls"].samples}
-        assert clients == {"upstream", "plain"}
+        found = await scrape(session, service)
+    names = [name for name, _ in found]
+    assert "interlink_webhooks_received_total" not in names  # no receiver, nothing counted
+    # What the dashboard's job variable lists, and the clients the handlers call.
+    assert names.count("interlink_build_info") == 1
+    called = {
+        dict(labels)["client"]
+        for name, labels in found
+        if name.startswith("interlink_client_calls")
+    }
+    assert called == {"upstream", "plain"}
 
 
 async def test_the_address_comes_from_service_worker_listen_when_not_given(

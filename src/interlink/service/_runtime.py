@@ -65,11 +65,11 @@ class Service:
     """Everything one config file describes, started and stopped as one.
 
     ``http``: serve the HTTP side (webhooks, health, metrics, admin) on
-    ``service.listen``; ``workers``: run the queues' handlers (only ``queues``
-    when given). Without ``http`` (``interlink worker``), the process serves
-    only its operations side (``/livez``, ``/readyz``, ``/health``,
-    ``/metrics``) on ``listen``, else on ``service.worker_listen``, and
-    nothing when neither is set. Use ``async with Service(load_config(path))
+    ``listen``, else on ``service.listen``; ``workers``: run the queues'
+    handlers (only ``queues`` when given). Without ``http`` (``interlink
+    worker``), the process serves only its operations side (``/livez``,
+    ``/readyz``, ``/health``, ``/metrics``) on ``listen``, else on
+    ``service.worker_listen``, and nothing when neither is set. Use ``async with Service(load_config(path))
     as service:`` or ``await service.run()``, which returns after SIGTERM or
     SIGINT once everything has stopped.
     """
@@ -94,14 +94,13 @@ class Service:
                 )
         self.http = http
         section = self.config.service
+        # Where the HTTP side listens, and the setting that said so (for the error if it cannot).
+        self.listen: str | None
         if listen is not None:
             try:
                 split_listen(listen)
             except ValueError as exc:
                 raise ConfigError(f"listen: {exc}") from None
-        # Where the HTTP side listens, and the setting that said so (for the error if it cannot).
-        self.listen: str | None
-        if listen is not None:
             self.listen, self._listen_setting = listen, "listen"
         elif http:
             self.listen, self._listen_setting = section.listen, "service.listen"
