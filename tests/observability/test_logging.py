@@ -16,6 +16,7 @@ import httpx
 import pytest
 import structlog
 from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from interlink.client import ApiClient
@@ -28,6 +29,7 @@ from interlink.observability import (
     current_correlation_id,
     unbind_message,
 )
+from interlink.observability._logging import adopt_trace_id, restore_correlation_id
 from interlink.service._cli import _logging
 from interlink.service._config import LoggingConfig
 from interlink.service._load import load_config
@@ -161,6 +163,23 @@ def test_a_message_binds_its_id_and_the_correlation_id_it_was_published_with() -
     unbind_message(tokens)
 
 
+def test_a_message_without_a_correlation_header_is_correlated_by_its_trace_id() -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traceparent = f"00-{trace_id}-00f067aa0ba902b7-01"
+    tokens = bind_message("shop:3", {"traceparent": traceparent})
+    assert current_correlation_id() == trace_id
+    unbind_message(tokens)
+    tokens = bind_message("shop:4", {CORRELATION_HEADER: "req-5", "traceparent": traceparent})
+    assert current_correlation_id() == "req-5"  # the header the publisher bound wins
+    unbind_message(tokens)
+    zero = "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+    for bad in ("junk", zero, "00-\u00e9"):
+        tokens = bind_message("shop:5", {"traceparent": bad})
+        assert current_correlation_id() == "shop:5"  # no valid trace id: the message id
+        unbind_message(tokens)
+    assert current_correlation_id() is None
+
+
 # -- X-Request-ID on the HTTP side ----------------------------------------------------------
 async def _echo_app(scope: Any, receive: Any, send: Any) -> None:
     _log.info("in the app")
@@ -211,6 +230,51 @@ async def test_without_a_request_id_the_active_trace_id_is_used(
     assert response.headers["x-request-id"] == trace_id
     response = await app_client.get("/", headers={"traceparent": "00-junk"})
     assert len(response.headers["x-request-id"]) == 32
+
+
+async def _adopting_app(scope: Any, receive: Any, send: Any) -> None:
+    """Adopts the trace id in its ``x-trace`` header, as the webhook receiver does its span's."""
+    trace_id = int(dict(scope["headers"])[b"x-trace"])
+    token = adopt_trace_id(trace_id)
+    try:
+        _log.info("in the adopting app")
+        body = json.dumps(
+            {"adopted": token is not None, "correlation_id": current_correlation_id()}
+        )
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body.encode()})
+    finally:
+        if token is not None:
+            restore_correlation_id(token)
+
+
+async def test_a_made_up_request_id_gives_way_to_the_trace_id_the_app_adopts(
+    logs: Captured,
+) -> None:
+    transport = httpx.ASGITransport(app=RequestIdMiddleware(_adopting_app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        made_up = await client.get("/", headers={"x-trace": str(0xABC)})
+        given = await client.get("/", headers={"x-trace": str(0xABC), "X-Request-ID": "req-1"})
+        traceparent = f"00-{0xDEF:032x}-00f067aa0ba902b7-01"
+        traced = await client.get("/", headers={"x-trace": str(0xDEF), "traceparent": traceparent})
+        invalid = await client.get("/", headers={"x-trace": "0"})
+    assert made_up.json() == {"adopted": True, "correlation_id": f"{0xABC:032x}"}
+    assert made_up.headers["x-request-id"] == f"{0xABC:032x}"  # the echo follows
+    assert given.json() == {"adopted": False, "correlation_id": "req-1"}
+    assert given.headers["x-request-id"] == "req-1"
+    assert traced.json() == {"adopted": False, "correlation_id": f"{0xDEF:032x}"}
+    assert not invalid.json()["adopted"]  # no valid trace id: the made-up one stays
+    assert invalid.headers["x-request-id"] == invalid.json()["correlation_id"]
+    assert len(invalid.headers["x-request-id"]) == 32
+    lines = logs.matching("in the adopting app")
+    assert [line["correlation_id"] for line in lines] == [
+        f"{0xABC:032x}",
+        "req-1",
+        f"{0xDEF:032x}",
+        invalid.headers["x-request-id"],
+    ]
+    assert adopt_trace_id(0xABC) is None  # outside a request: nothing to swap
+    assert current_correlation_id() is None
 
 
 # -- X-Request-ID on outbound calls ---------------------------------------------------------
@@ -288,3 +352,34 @@ async def test_one_webhook_shares_its_request_id_from_the_request_to_the_upstrea
     (rejected,) = logs.matching("webhook rejected")
     assert rejected["correlation_id"] == "bad-req"
     assert "message_id" not in rejected
+
+
+async def test_a_traced_webhook_without_a_request_id_is_correlated_by_its_trace_id(
+    tmp_path: Path, logs: Captured, spans: InMemorySpanExporter
+) -> None:
+    async with FakeUpstream() as upstream:
+        upstream.route("POST", "/events").reply(200)
+        logging_support.CLIENTS["upstream"] = ApiClient(upstream.url)
+        try:
+            async with (
+                Service(load_config(_config(tmp_path, upstream.url))) as service,
+                aiohttp.ClientSession(base_url=service.url) as http,
+            ):
+                body = b'{"id": "o-2"}'
+                headers = standard_headers("evt_2", int(time.time()), body)
+                async with http.post("/webhooks/shop", data=body, headers=headers) as response:
+                    assert response.status == 200
+                    echoed = response.headers["X-Request-ID"]
+                await eventually(lambda: bool(logs.matching("handled order o-2")), "handled")
+        finally:
+            await logging_support.CLIENTS.pop("upstream").aclose()
+        (call,) = upstream.received("POST", "/events")
+    (server,) = [s for s in spans.get_finished_spans() if s.name == "POST /webhooks/shop"]
+    trace_id = f"{server.context.trace_id:032x}"
+    assert echoed == trace_id
+    assert call.headers["X-Request-ID"] == trace_id
+    handler_lines = logs.matching("order o-2")
+    assert len(handler_lines) == 2
+    for line in handler_lines:
+        assert line["correlation_id"] == trace_id
+        assert line["trace_id"] == trace_id

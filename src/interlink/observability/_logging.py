@@ -8,10 +8,12 @@ terminal, rendered for people. Every line carries ``timestamp``, ``level``,
 ``logger`` and ``event``, plus, when they are known:
 
 - ``correlation_id``: the request's id inside an HTTP request (the incoming
-  ``X-Request-ID``, else the current trace id, else a new one; set by
-  ``RequestIdMiddleware``), or the id the message was published with inside a
-  message handler (``x-interlink-correlation-id`` header, else the trace id,
-  else the message id);
+  ``X-Request-ID``, else the trace id of its ``traceparent`` or of the active
+  span, else a new one; set by ``RequestIdMiddleware``, and for a webhook the
+  receiver's SERVER span's trace id replaces a new one), or the id the
+  message was published with inside a message handler
+  (``x-interlink-correlation-id`` header, else the trace id of its
+  ``traceparent``, else the message id);
 - ``message_id`` inside a message handler;
 - ``trace_id`` and ``span_id`` when an OpenTelemetry span is active.
 
@@ -54,12 +56,15 @@ __all__ = [
     "REQUEST_ID_HEADER",
     "Redactor",
     "RequestIdMiddleware",
+    "adopt_trace_id",
     "bind_message",
     "bound",
     "config_secrets",
     "configure_logging",
     "current_correlation_id",
     "current_message_id",
+    "made_up_request_id",
+    "restore_correlation_id",
     "unbind_message",
 ]
 
@@ -74,6 +79,12 @@ _MESSAGE_ID: ContextVar[str | None] = ContextVar("interlink_message_id", default
 
 current_correlation_id = _CORRELATION_ID.get
 """The correlation id bound in this context (request or message), or ``None``."""
+# The id RequestIdMiddleware made up for this request (it brought no usable X-Request-ID and
+# no traceparent), in a one-element list the middleware echoes from: the webhook receiver
+# swaps it for the trace id of the SERVER span it starts (adopt_trace_id).
+_MADE_UP_ID: ContextVar[list[str] | None] = ContextVar("interlink_made_up_id", default=None)
+made_up_request_id = _MADE_UP_ID.get
+"""``[id]`` when ``RequestIdMiddleware`` made this request's correlation id up, else ``None``."""
 current_message_id = _MESSAGE_ID.get
 """The id of the message being handled in this context, or ``None``."""
 
@@ -140,13 +151,42 @@ MessageTokens = tuple[Token[str | None], Token[str | None]]
 
 
 def bind_message(message_id: str, headers: Mapping[str, str]) -> MessageTokens:
-    """Bind a message's id and correlation id (its header, else the message id) while it is handled.
+    """Bind a message's id and correlation id while it is handled.
 
-    Returns what ``unbind_message`` needs; the worker calls the pair around
-    each delivery.
+    The correlation id is the message's ``x-interlink-correlation-id`` header,
+    else the trace id of its ``traceparent``, else the message id. Returns
+    what ``unbind_message`` needs; the worker calls the pair around each
+    delivery.
     """
-    correlation = _usable_id(headers.get(CORRELATION_HEADER)) or message_id
-    return _MESSAGE_ID.set(message_id), _CORRELATION_ID.set(correlation)
+    correlation = _usable_id(headers.get(CORRELATION_HEADER))
+    if correlation is None:
+        traceparent = headers.get("traceparent")
+        if traceparent is not None:
+            correlation = _trace_id_of(traceparent.encode("latin-1", "replace"))
+    return _MESSAGE_ID.set(message_id), _CORRELATION_ID.set(correlation or message_id)
+
+
+def adopt_trace_id(trace_id: int) -> Token[str | None] | None:
+    """Make ``trace_id`` this request's correlation id, if ``RequestIdMiddleware`` made one up.
+
+    For the webhook receiver, which starts the request's SERVER span after
+    the middleware bound an id: a request that brought neither a usable
+    ``X-Request-ID`` nor a ``traceparent`` then logs, echoes and passes on
+    its trace id, as one that brought a ``traceparent`` does. ``None`` (nothing
+    changed) outside such a request, for an invalid ``trace_id``, or when
+    something bound an id of its own since; else the token for
+    ``restore_correlation_id``.
+    """
+    holder = _MADE_UP_ID.get()
+    if holder is None or not trace_id or _CORRELATION_ID.get() != holder[0]:
+        return None
+    holder[0] = rid = format(trace_id, "032x")
+    return _CORRELATION_ID.set(rid)
+
+
+def restore_correlation_id(token: Token[str | None]) -> None:
+    """Undo ``adopt_trace_id`` (the response keeps echoing the trace id)."""
+    _CORRELATION_ID.reset(token)
 
 
 def unbind_message(tokens: MessageTokens) -> None:
@@ -169,8 +209,11 @@ class RequestIdMiddleware:
 
     The id is the request's ``X-Request-ID`` when it is usable (1 to 128
     characters of ``A-Za-z0-9._:/+=@-``), else the trace id (of its
-    ``traceparent``, or of the active span), else a new random one. Plain ASGI (no per-request objects) because the webhook
-    ingest path is measured.
+    ``traceparent``, or of the active span), else a new random one, which the
+    app may swap for the trace id of a span it starts (``adopt_trace_id``: the
+    webhook receiver does); the response echoes the id in force when it
+    starts. Plain ASGI (no per-request objects) because the webhook ingest
+    path is measured.
     """
 
     __slots__ = ("app",)
@@ -188,21 +231,29 @@ class RequestIdMiddleware:
                 rid = _usable_id(value.decode("latin-1"))
             elif name == b"traceparent":
                 parent = value
+        made_up: list[str] | None = None
         if rid is None:
             rid = _trace_id_of(parent) if parent is not None else None
             if rid is None:
                 rid = _new_id()
-        echo = (_HEADER_KEY, rid.encode("latin-1"))
+                made_up = [rid]  # the app may swap it for its span's trace id (adopt_trace_id)
 
         async def send_with_id(message: _Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), echo]
+                echo = rid if made_up is None else made_up[0]
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (_HEADER_KEY, echo.encode("latin-1")),
+                ]
             await send(message)
 
         token = _CORRELATION_ID.set(rid)
+        made_up_token = None if made_up is None else _MADE_UP_ID.set(made_up)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            if made_up_token is not None:
+                _MADE_UP_ID.reset(made_up_token)
             _CORRELATION_ID.reset(token)
 
 

@@ -33,7 +33,13 @@ from interlink.core.errors import ConfigError, SignatureError
 from interlink.messaging._broker import Broker, open_broker
 from interlink.messaging._message import new_message_id
 from interlink.observability import _tracing as tracing
-from interlink.observability._logging import CORRELATION_HEADER, current_correlation_id
+from interlink.observability._logging import (
+    CORRELATION_HEADER,
+    adopt_trace_id,
+    current_correlation_id,
+    made_up_request_id,
+    restore_correlation_id,
+)
 from interlink.webhooks._receipts import ReceiptLog
 from interlink.webhooks._received import HEADER_WEBHOOK, receipt_header
 from interlink.webhooks._source import WebhookSource
@@ -270,11 +276,20 @@ class WebhookReceiver:
         # Observability (tracing): the SERVER span of this request, here rather than in a
         # coroutine of its own (this is the ingest path).
         span, token = tracing.start_webhook(source.name, source.path, scope, headers)
+        # Observability (logs): an id RequestIdMiddleware made up gives way to the trace id.
+        adopted = (
+            None
+            if made_up_request_id() is None
+            else adopt_trace_id(span.get_span_context().trace_id)
+        )
         try:
             outcome, reason, status = await self._serve(source, scope, headers, receive, send, True)
         except BaseException as exc:
             tracing.end_webhook(span, token, None, "error", None, exc)
             raise
+        finally:
+            if adopted is not None:
+                restore_correlation_id(adopted)
         tracing.end_webhook(span, token, status, outcome, reason, None)
 
     async def _serve(
