@@ -6,7 +6,9 @@ body), failing client calls (401 echoing the decoded Basic credentials; a
 refused connection with the api key in the query), admin calls with good
 and bad tokens; every line logged at debug level is captured, with every
 error raised, the dead letters the admin API lists and ``/metrics``. None
-contains any secret string of the config.
+contains any secret string of the config, and neither does any span (run
+with the SDK's tracer provider and interlink's lean one, exporting into
+memory).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 import structlog
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from interlink.core.errors import ClientError
 from interlink.observability import REDACTED, REDACTOR, Redactor, bound
@@ -111,7 +114,7 @@ async def _post(http: aiohttp.ClientSession, webhook_id: str, body: bytes, **ext
 
 
 async def test_no_secret_of_the_config_reaches_a_log_line_or_an_error(
-    tmp_path: Path, logs: Captured
+    tmp_path: Path, logs: Captured, spans: InMemorySpanExporter
 ) -> None:
     shown: list[str] = []  # everything a person could read: errors, API answers
 
@@ -188,6 +191,18 @@ async def test_no_secret_of_the_config_reaches_a_log_line_or_an_error(
     # the decoded Basic credentials and the upstream's echo were still worth reading
     assert "answered 401 Unauthorized" in text
     assert "answered 500" in text
+    # every span: its name, status, attributes, and its events' (the retries', exceptions')
+    recorded = spans.get_finished_spans()
+    names = {span.name for span in recorded}
+    assert {"POST /webhooks/shop", "process orders", "send orders.dlq", "GET"} <= names, names
+    assert {"keyed GET", "basic GET", "bearer POST"} <= names, names  # the failing calls
+    for span in recorded:
+        parts = [span.name, str(span.status.description), *map(str, span.attributes.values())]
+        for event in span.events:
+            parts += [event.name, *map(str, (event.attributes or {}).values())]
+        for secret in SECRETS:
+            for part in parts:
+                assert secret not in part, f"{secret!r} in span {span.name!r}: {part[:300]!r}"
 
 
 # -- the processor itself -------------------------------------------------------------------
