@@ -14,9 +14,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from interlink.core.errors import CircuitOpenError, ClientError, HttpStatusError, RejectedError
+from interlink.observability import MetricsRecorder
 from interlink.service._runtime import Service
 from interlink.testing import FakeUpstream, Reply
 from tests.client.client_support import closed_port
@@ -93,6 +95,13 @@ def samples(text: str) -> Samples:
         for sample in family.samples:
             out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return out
+
+
+def exposition(recorder: MetricsRecorder) -> Samples:
+    """What ``recorder`` alone serves, parsed (its own registry, as ``/metrics`` has)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(recorder)
+    return samples(generate_latest(registry).decode())
 
 
 def key(name: str, **labels: str) -> tuple[str, Labels]:

@@ -7,23 +7,39 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
-from interlink.messaging import QueueStats
+from interlink.client import ApiClient
+from interlink.core.errors import TransformError
+from interlink.messaging import MemoryBroker, QueueStats, Worker
 from interlink.observability import DURATION_BUCKETS, MetricsRecorder, status_class
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
-from interlink.testing import FakeUpstream
+from interlink.testing import FakeClock, FakeUpstream, Reply
+from interlink.transform import Mapping
+from interlink.webhooks import WebhookReceiver, WebhookSource
 from tests.observability.metrics_support import (
+    exposition,
     key,
     samples,
     scripted_run,
     total,
     write_config,
 )
+from tests.webhooks.signing import SECRET, standard_headers
 
 DURATION = "interlink_client_request_duration_seconds"
 PROCESSING = "interlink_message_processing_duration_seconds"
+WEBHOOK_NOW = 1_800_000_000
+
+
+def generate_latest_of(recorder: MetricsRecorder) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(recorder)
+    return generate_latest(registry).decode()
 
 
 async def test_a_scripted_run_shows_in_every_metric_by_value(tmp_path: Path) -> None:
@@ -31,6 +47,11 @@ async def test_a_scripted_run_shows_in_every_metric_by_value(tmp_path: Path) -> 
         config = load_config(write_config(tmp_path, upstream.url))
         async with Service(config) as service, aiohttp.ClientSession() as session:
             found = await scripted_run(service, upstream, session)
+            async with session.get(f"{service.url}/metrics") as response:
+                content_type = response.headers["Content-Type"]
+
+    # prometheus_client's CONTENT_TYPE_LATEST (the text format, as docs/observability.md says).
+    assert content_type == "text/plain; version=1.0.0; charset=utf-8"
 
     def value(name: str, **labels: str) -> float:
         assert key(name, **labels) in found, (name, labels)
@@ -110,6 +131,11 @@ async def test_a_scripted_run_shows_in_every_metric_by_value(tmp_path: Path) -> 
     )
     assert value("interlink_client_breaker_rejections_total", client="guarded") == 1
     assert value("interlink_client_bulkhead_rejections_total", client="narrow", reason="full") == 1
+    bulkhead = "interlink_client_bulkhead_rejections_total"
+    assert value(bulkhead, client="narrow", reason="queue_full") == 0  # seeded, as the others
+    for client in ("api", "dead"):  # no bulkhead: every reason at 0 all the same
+        for reason in ("full", "queue_full", "timeout"):
+            assert value(bulkhead, client=client, reason=reason) == 0
     assert value("interlink_client_rate_limit_rejections_total", client="limited") == 1
     assert value("interlink_client_rate_limit_rejections_total", client="api") == 0
 
@@ -124,6 +150,70 @@ async def test_a_scripted_run_shows_in_every_metric_by_value(tmp_path: Path) -> 
             assert "/" not in text, (label, text)
             assert "127.0.0.1" not in text, (label, text)
             assert not text.startswith("wh"), (label, text)  # webhook ids
+
+
+async def test_every_webhook_outcome_is_counted_by_value() -> None:
+    # Each outcome a different number of times, so that no count can pass for another.
+    accepted, duplicates, too_large, forged, unsigned, unavailable = 2, 3, 4, 1, 5, 6
+    clock = FakeClock(wall=WEBHOOK_NOW)
+    broker = MemoryBroker(clock=clock)
+    await broker.start()
+    shop = WebhookSource(
+        "shop",
+        path="/webhooks/shop",
+        scheme="standard",
+        secrets=[SECRET],
+        queue="inbound",
+        max_body=64,
+    )
+    recorder = MetricsRecorder(clock=clock)
+    body = b'{"n": 1}'
+
+    async def post(webhook_id: str, content: bytes = body, *, key: bytes | None = None) -> Any:
+        headers = (
+            {}
+            if webhook_id == ""
+            else standard_headers(webhook_id, WEBHOOK_NOW, content, *([key] if key else []))
+        )
+        return await http.post("/webhooks/shop", content=content, headers=headers)
+
+    async with WebhookReceiver([shop], broker=broker, clock=clock) as receiver:
+        recorder.watch_receiver(receiver)
+        transport = httpx.ASGITransport(app=receiver)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hooks.test") as http:
+            for n in range(accepted):
+                assert (await post(f"ok{n}")).status_code == 200
+            for n in range(duplicates):
+                again = await post(f"ok{n % accepted}")
+                assert (again.status_code, again.json()["duplicate"]) == (200, True)
+            for n in range(too_large):
+                assert (await post(f"big{n}", b"x" * 65)).status_code == 413
+            for n in range(forged):
+                assert (await post(f"bad{n}", key=b"wrong-key-wrong-key")).status_code == 401
+            for _ in range(unsigned):
+                assert (await post("")).status_code == 401
+            broker.refuse_publishes("inbound")  # the broker refuses to store: 503
+            for n in range(unavailable):
+                assert (await post(f"down{n}")).status_code == 503
+        found = exposition(recorder)
+    await broker.close()
+
+    webhooks = "interlink_webhooks_received_total"
+    expected = {
+        ("accepted", ""): accepted,
+        ("duplicate", ""): duplicates,
+        ("handshake", ""): 0,
+        ("too_large", ""): too_large,
+        ("unavailable", ""): unavailable,
+        ("rejected", "no_matching_signature"): forged,
+        ("rejected", "missing_header"): unsigned,
+    }
+    served = {
+        (dict(labels)["outcome"], dict(labels)["reason"]): value
+        for (name, labels), value in found.items()
+        if name == webhooks and dict(labels)["source"] == "shop"
+    }
+    assert served == expected
 
 
 async def test_metrics_disabled_serves_no_endpoint_and_watches_nothing(tmp_path: Path) -> None:
@@ -180,6 +270,79 @@ def test_histogram_buckets_are_inclusive_and_cumulative() -> None:
     assert buckets["+Inf"] == 4
     assert histogram.count == 4
     assert histogram.sum == pytest.approx(11.3101)
+
+
+def test_transformers_sharing_a_name_add_up_to_one_series_per_field() -> None:
+    # The service builds one transformer per queue: two queues on one mapping file.
+    mapping = "name: pay\nfields:\n  amount: {convert: int}\n  qty: {convert: int}\n"
+    first, second = Mapping.from_yaml(mapping), Mapping.from_yaml(mapping)
+    worker = Worker(MemoryBroker())
+
+    async def handle(body: Any, ctx: Any) -> None:
+        pass
+
+    worker.add_handler("card", handle, name="card:h", transform=first)
+    worker.add_handler("bank", handle, name="bank:h", transform=second)
+    worker.add_handler("cash", handle, name="cash:h", transform=first)  # the same instance
+    for transformer, bad in ((first, 2), (second, 3)):
+        for _ in range(bad):
+            with pytest.raises(TransformError):
+                transformer.transform({"amount": "x", "qty": 1})
+    with pytest.raises(TransformError):
+        second.transform({"amount": 1, "qty": "y"})
+    recorder = MetricsRecorder()
+    recorder.watch_worker(worker)
+    found = exposition(recorder)
+    failures = {
+        labels: value
+        for (name, labels), value in found.items()
+        if name == "interlink_transform_failures_total"
+    }
+    # One sample per label set, the sum of both instances (the shared one counted once).
+    assert failures == {
+        (("field", "amount"), ("transformer", "pay")): 5,
+        (("field", "qty"), ("transformer", "pay")): 1,
+    }
+    families = text_string_to_metric_families(generate_latest_of(recorder))
+    [family] = [f for f in families if f.name == "interlink_transform_failures"]
+    assert len(family.samples) == 2  # no duplicate series in the exposition
+
+
+async def test_a_quota_whose_window_has_reset_is_no_longer_exported() -> None:
+    clock = FakeClock(wall=1_800_000_000.0)
+    window = {"RateLimit-Limit": "100", "RateLimit-Remaining": "3", "RateLimit-Reset": "30"}
+    no_reset = {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "2"}
+    resilience: dict[str, Any] = {"retry": {"max_attempts": 1}}
+    async with FakeUpstream() as upstream:
+        upstream.route("GET", "/window").reply(Reply(200, headers=window))
+        upstream.route("GET", "/forever").reply(Reply(200, headers=no_reset))
+        windowed = ApiClient(upstream.url, name="windowed", clock=clock, resilience=resilience)
+        forever = ApiClient(upstream.url, name="forever", clock=clock, resilience=resilience)
+        async with windowed, forever:
+            await windowed.get("/window")
+            await forever.get("/forever")
+    recorder = MetricsRecorder(clock=clock)
+    recorder.watch_client(windowed)
+    recorder.watch_client(forever)
+
+    def quota(client: str) -> dict[str, float]:
+        found = exposition(recorder)
+        return {
+            part: found[key(f"interlink_client_quota_{part}", client=client)]
+            for part in ("remaining", "limit", "reset_timestamp_seconds")
+            if key(f"interlink_client_quota_{part}", client=client) in found
+        }
+
+    resets_at = 1_800_000_000.0 + 30
+    assert quota("windowed") == {"remaining": 3, "limit": 100, "reset_timestamp_seconds": resets_at}
+    assert quota("forever") == {"remaining": 2, "limit": 50}
+    await clock.advance(29.5)
+    assert quota("windowed")["remaining"] == 3  # the window is still on
+    await clock.advance(0.5)
+    # Reset: the old remaining is unknown now; when the window ended stays readable.
+    assert quota("windowed") == {"reset_timestamp_seconds": resets_at}
+    assert quota("forever") == {"remaining": 2, "limit": 50}  # no reset time: kept
+    recorder.close()
 
 
 class _SlowBroker:

@@ -5,7 +5,8 @@ Two kinds of figures, so that the hot paths pay as little as possible:
 - **read at scrape time** from where the parts already keep them: a webhook
   receiver's ``SourceStats``, a worker's ``HandlerStats`` and transformers'
   ``TransformStats``, a client's ``ClientHealth`` (calls, failures, breaker
-  state) and ``quota``; queue depth, oldest message age and dead letters are
+  state) and ``quota`` (remaining and limit until the window it describes
+  resets); queue depth, oldest message age and dead letters are
   read from the broker by ``refresh_queues`` (async: the caller awaits it just
   before a scrape, within a timeout);
 - **kept from the event hooks** (what no part counts by itself): each client
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from interlink import __version__
+from interlink.core.clock import SYSTEM_CLOCK, Clock
 from interlink.resilience import CircuitState
 
 if TYPE_CHECKING:
@@ -87,6 +89,9 @@ MESSAGE_OUTCOMES = (
     "failed_to_settle",
 )
 """Every value of ``interlink_messages_total``'s ``outcome`` label."""
+
+_BULKHEAD_REASONS = ("full", "queue_full", "timeout")
+"""Every value of ``interlink_client_bulkhead_rejections_total``'s ``reason`` label."""
 
 _METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
@@ -159,14 +164,21 @@ class MetricsRecorder:
         await recorder.refresh_queues(broker, ["orders"], within=1.0)
         body = generate_latest(registry)
 
+    ``clock`` (default: the system clock) gives the wall time a client's
+    quota is compared with: once its ``resets_at`` has passed, its remaining
+    and limit are no longer exported (see ``_client_families``).
+
     Everything runs on the event loop: no locks.
     """
 
-    def __init__(self, *, buckets: Sequence[float] = DURATION_BUCKETS) -> None:
+    def __init__(
+        self, *, buckets: Sequence[float] = DURATION_BUCKETS, clock: Clock | None = None
+    ) -> None:
         bounds = tuple(float(b) for b in buckets)
         if list(bounds) != sorted(set(bounds)) or not bounds:
             raise ValueError("buckets must be increasing upper bounds, at least one")
         self.buckets = bounds
+        self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
         self.clients: dict[str, ApiClient] = {}
         self.workers: list[Worker] = []
         self.receivers: list[WebhookReceiver] = []
@@ -189,9 +201,14 @@ class MetricsRecorder:
         """Record ``client``'s attempts and its pipeline's decisions, labelled ``client.name``."""
         name = client.name
         self.clients[name] = client
-        for counts in (self._budget_exhausted, self._breaker_rejections):
+        for counts in (
+            self._budget_exhausted,
+            self._breaker_rejections,
+            self._rate_limit_rejections,
+        ):
             counts.setdefault((name,), 0)
-        self._rate_limit_rejections.setdefault((name,), 0)
+        for reason in _BULKHEAD_REASONS:  # every reason, so rate() sees the first rejection
+            self._bulkhead_rejections.setdefault((name, reason), 0)
         self._unsubscribe.append(client.events.subscribe(self._client_listener(name)))
         pipeline = client.pipeline
         parts: list[Any] = [*pipeline.policies]
@@ -364,6 +381,9 @@ class MetricsRecorder:
             labels=["transformer", "field"],
         )
         seen: set[int] = set()
+        # The service builds one transformer per queue: queues sharing a mapping have
+        # instances of the same name, whose counts add up to one series.
+        by_field: Counts = {}
         for worker in self.workers:
             for (queue, handler), stats in worker.stats().items():
                 for outcome in MESSAGE_OUTCOMES:
@@ -376,14 +396,18 @@ class MetricsRecorder:
                 if stats_of is None or id(transform) in seen:
                     continue
                 seen.add(id(transform))
-                for field, count in sorted(stats_of.failures_by_field.items()):
-                    failures.add_metric([stats_of.name, field or "(record)"], count)
+                for field, count in stats_of.failures_by_field.items():
+                    series = (str(stats_of.name), str(field or "(record)"))
+                    by_field[series] = by_field.get(series, 0) + count
+        for (transformer, field), count in sorted(by_field.items()):
+            failures.add_metric([transformer, field], count)
         yield processed
         yield received
         yield in_flight
         yield self._histogram_family(
             "interlink_message_processing_duration_seconds",
-            "Handler run time per delivery (success or error), by queue and handler.",
+            "Run time of the handler function per delivery (only the call: not the decode, "
+            "transform or settle), by queue, handler and result (success or error).",
             ["queue", "handler", "result"],
             self._handler_durations,
         )
@@ -454,12 +478,14 @@ class MetricsRecorder:
         )
         remaining = GaugeMetricFamily(
             "interlink_client_quota_remaining",
-            "Requests left in the upstream's rate-limit window (its latest RateLimit headers).",
+            "Requests left in the upstream's rate-limit window (its latest RateLimit headers; "
+            "absent once that window has reset).",
             labels=["client"],
         )
         limit = GaugeMetricFamily(
             "interlink_client_quota_limit",
-            "Requests the upstream allows per window (its latest RateLimit headers).",
+            "Requests the upstream allows per window (its latest RateLimit headers; "
+            "absent once that window has reset).",
             labels=["client"],
         )
         resets = GaugeMetricFamily(
@@ -467,6 +493,7 @@ class MetricsRecorder:
             "Unix time the upstream's rate-limit window resets.",
             labels=["client"],
         )
+        now = self.clock.wall()
         for name, client in sorted(self.clients.items()):
             health = client.health()
             calls.add_metric([name], health.requests)
@@ -476,12 +503,17 @@ class MetricsRecorder:
                     state.add_metric([name, known], 1.0 if health.breaker_state == known else 0.0)
             quota = client.quota
             if quota is not None:
-                if quota.remaining is not None:
-                    remaining.add_metric([name], quota.remaining)
-                if quota.limit is not None:
-                    limit.add_metric([name], quota.limit)
-                if quota.resets_at is not None:
-                    resets.add_metric([name], quota.resets_at)
+                resets_at = quota.resets_at
+                # Past the reset, the window the figures describe is over: what is left
+                # of the new one is unknown until a response says (an idle process would
+                # otherwise report the old, low figure for ever).
+                if resets_at is None or now < resets_at:
+                    if quota.remaining is not None:
+                        remaining.add_metric([name], quota.remaining)
+                    if quota.limit is not None:
+                        limit.add_metric([name], quota.limit)
+                if resets_at is not None:
+                    resets.add_metric([name], resets_at)
         yield self._histogram_family(
             "interlink_client_request_duration_seconds",
             "Duration of each HTTP request (attempt) a client sent, by client, method and "
