@@ -278,7 +278,7 @@ async def test_slow_headers_beyond_the_attempt_timeout_are_a_client_timeout(
     assert isinstance(error, TimeoutError)
     assert error.attempts == 2
     assert str(error).startswith(
-        f"GET {upstream.url}/slow?token=*** timed out at 0.1s after 2 attempts: "
+        f"GET {upstream.url}/slow?token=REDACTED timed out at 0.1s after 2 attempts: "
     )
     assert len(upstream.requests) == 2
 

@@ -193,7 +193,7 @@ async def test_an_echoed_secret_is_scrubbed_from_the_excerpt_in_any_spelling(
 def test_repr_shows_the_redacted_token_url_and_client_id_but_never_the_secret() -> None:
     auth = OAuth2ClientCredentials("https://bob:pw@auth.example/token", CLIENT_ID, SECRET)
     assert repr(auth) == (
-        "OAuth2ClientCredentials(token_url='https://bob:***@auth.example/token', "
+        "OAuth2ClientCredentials(token_url='https://bob:REDACTED@auth.example/token', "
         "client_id='svc-orders', client_secret=Secret('**********'))"
     )
     assert SECRET not in str(auth)

@@ -13,25 +13,25 @@ from interlink.client._redact import is_secret_param
     [
         (
             "https://bob:hunter2@api.example/v1?api_key=abc&page=2",
-            "https://bob:***@api.example/v1?api_key=***&page=2",
+            "https://bob:REDACTED@api.example/v1?api_key=REDACTED&page=2",
         ),
-        ("https://ghp_token123@github.com/org/repo", "https://***@github.com/org/repo"),
+        ("https://ghp_token123@github.com/org/repo", "https://REDACTED@github.com/org/repo"),
         ("https://bob:@api.example/", "https://bob:@api.example/"),
         (
             "https://api.example/x?TOKEN=t&Signature=s&sig=x",
-            "https://api.example/x?TOKEN=***&Signature=***&sig=***",
+            "https://api.example/x?TOKEN=REDACTED&Signature=REDACTED&sig=REDACTED",
         ),
         (
             "https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIA&X-Amz-Signature=f00&X-Amz-Security-Token=t",
-            "https://b.s3.amazonaws.com/k?X-Amz-Credential=***&X-Amz-Signature=***&X-Amz-Security-Token=***",
+            "https://b.s3.amazonaws.com/k?X-Amz-Credential=REDACTED&X-Amz-Signature=REDACTED&X-Amz-Security-Token=REDACTED",
         ),
         (
             "https://app.example/cb#access_token=t&state=s",
-            "https://app.example/cb#access_token=***&state=s",
+            "https://app.example/cb#access_token=REDACTED&state=s",
         ),
         (
             "https://api.example/x?refresh_token=r&client_secret=c&code=z",
-            "https://api.example/x?refresh_token=***&client_secret=***&code=***",
+            "https://api.example/x?refresh_token=REDACTED&client_secret=REDACTED&code=REDACTED",
         ),
     ],
 )
@@ -52,7 +52,9 @@ def test_empty_values_and_bare_names_are_left_alone() -> None:
 
 
 def test_a_percent_encoded_secret_name_is_still_recognised() -> None:
-    assert redact_url("https://api.example/?api%5Fkey=s") == "https://api.example/?api%5Fkey=***"
+    assert (
+        redact_url("https://api.example/?api%5Fkey=s") == "https://api.example/?api%5Fkey=REDACTED"
+    )
 
 
 @pytest.mark.parametrize(
@@ -60,7 +62,7 @@ def test_a_percent_encoded_secret_name_is_still_recognised() -> None:
 )
 def test_malformed_urls_never_raise_and_are_still_redacted(url: str) -> None:
     redacted = redact_url(url)
-    assert "=t" not in redacted.replace("=***", "")
+    assert "=t" not in redacted.replace("=REDACTED", "")
     assert "apikey=k" not in redacted
 
 
@@ -69,7 +71,7 @@ def test_a_non_string_is_turned_into_one() -> None:
         def __str__(self) -> str:
             return "https://u:p@h/"
 
-    assert redact_url(Url()) == "https://u:***@h/"  # type: ignore[arg-type]
+    assert redact_url(Url()) == "https://u:REDACTED@h/"  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

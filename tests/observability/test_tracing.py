@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from interlink.core.errors import TransformError
 from interlink.messaging import MessageContext, Reject, Worker, open_broker
 from interlink.observability import _tracing
 from interlink.service._load import load_config
@@ -160,7 +161,9 @@ async def test_one_webhook_is_one_trace_from_receive_to_the_upstream_attempts(
     assert first.attributes["interlink.outcome"] == "retried"
     assert first.attributes["interlink.retry.delay"] == pytest.approx(0.01)
     assert first.attributes["error.type"] == "interlink.core.errors.HttpStatusError"
+    assert first.status.status_code is StatusCode.ERROR
     assert second.attributes["interlink.outcome"] == "acked"
+    assert second.status.status_code is StatusCode.UNSET
 
     transforms = named(found, "transform order")
     assert [parent_of(s) for s in transforms] == [span_id(first), span_id(second)]
@@ -194,7 +197,7 @@ async def test_one_webhook_is_one_trace_from_receive_to_the_upstream_attempts(
         assert a is not None
         assert a["server.address"] == "127.0.0.1"
         assert a["server.port"] == upstream_port
-        assert a["url.full"] == f"{upstream_url}/orders?api_key=***"
+        assert a["url.full"] == f"{upstream_url}/orders?api_key=REDACTED"
         assert a["interlink.breaker.state"] == "closed"
     assert (attempts[0].attributes or {})["error.type"] == "503"
 
@@ -259,7 +262,133 @@ async def test_traceparent_survives_dead_letter_and_replay(
     assert send.kind is SpanKind.PRODUCER
     assert parent_of(send) == span_id(first)
     assert (send.attributes or {})["error.type"] == "interlink.messaging.Reject"
+    assert send.status.status_code is StatusCode.ERROR  # a dead letter is an error to look for
+    assert (first.attributes or {})["error.type"] == "interlink.messaging.Reject"
+    assert first.status.status_code is StatusCode.ERROR
     assert (send.attributes or {})["messaging.destination.name"] == "jobs.dlq"
+
+
+# -- failed attempts are error spans ----------------------------------------------------------
+PERSONAL = "card 4242424242424242 of jane@example.com"
+"""An exception message that must never reach a span (personal data)."""
+
+
+async def _run_until(
+    spans: InMemorySpanExporter,
+    handler: Callable[[Any, MessageContext], Awaitable[None]],
+    body: object,
+    processed: int,
+    **options: Any,
+) -> list[ReadableSpan]:
+    """Publish ``body`` to a worker on ``jobs``; the spans once ``processed`` attempts ended."""
+    broker = await open_broker("memory://")
+    worker = Worker(broker)
+    worker.add_handler("jobs", handler, name="job", retry=[0.01], **options)
+    await worker.start()
+    try:
+        await broker.publish("jobs", body)
+        await eventually(
+            lambda: len(named(spans.get_finished_spans(), "process jobs")) == processed,
+            "processed",
+        )
+    finally:
+        await worker.stop()
+        await broker.close()
+    return list(spans.get_finished_spans())
+
+
+def _is_error(span: ReadableSpan, error_type: str) -> None:
+    assert (span.attributes or {})["error.type"] == error_type
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == error_type.rpartition(".")[2]  # the class name, short
+
+
+def _is_ok(span: ReadableSpan) -> None:
+    assert "error.type" not in (span.attributes or {})
+    assert span.status.status_code is StatusCode.UNSET
+
+
+async def test_a_failed_attempt_is_an_error_span_and_the_retry_that_succeeds_is_not(
+    spans: InMemorySpanExporter,
+) -> None:
+    calls: list[int] = []
+
+    async def job(body: Any, ctx: MessageContext) -> None:
+        calls.append(ctx.message.attempt)
+        if len(calls) == 1:
+            raise ValueError(PERSONAL)
+
+    found = await _run_until(spans, job, {"n": 1}, 2, max_attempts=2)
+    assert calls == [1, 2]
+    failed, succeeded = named(found, "process jobs")
+    assert (failed.attributes or {})["interlink.outcome"] == "retried"
+    _is_error(failed, "ValueError")
+    assert (succeeded.attributes or {})["interlink.outcome"] == "acked"
+    _is_ok(succeeded)
+    assert named(found, "send jobs.dlq") == []
+    assert "4242" not in everything_said([failed, succeeded])  # the message text stays out
+
+
+async def _always_fails(body: Any, ctx: MessageContext) -> None:
+    raise ValueError(PERSONAL)
+
+
+async def _never_called(body: Any, ctx: MessageContext) -> None:
+    raise AssertionError("a body that does not decode never reaches the handler")
+
+
+class NumbersOnly:
+    """A transform that refuses the published ``{"n": "x"}`` (decode: a permanent failure)."""
+
+    name = "numbers"
+
+    def transform(self, value: Any) -> Any:
+        raise TransformError("n", "not a number", repr(value["n"]))
+
+
+@pytest.mark.parametrize(
+    ("handler", "options", "processed", "reason", "error_type"),
+    [
+        (_always_fails, {"max_attempts": 2}, 2, "exhausted", "ValueError"),
+        (
+            _never_called,
+            {"model": dict[str, int]},
+            1,
+            "permanent",
+            "interlink.messaging.InvalidPayloadError",
+        ),
+        (
+            _never_called,
+            {"transform": NumbersOnly()},
+            1,
+            "permanent",
+            "interlink.core.errors.TransformError",
+        ),
+    ],
+    ids=["handler-raised", "validation-failed", "transform-failed"],
+)
+async def test_a_dead_lettered_attempt_and_its_send_to_the_dead_letter_queue_are_error_spans(
+    spans: InMemorySpanExporter,
+    handler: Callable[[Any, MessageContext], Awaitable[None]],
+    options: dict[str, Any],
+    processed: int,
+    reason: str,
+    error_type: str,
+) -> None:
+    found = await _run_until(spans, handler, {"n": "x"}, processed, **options)
+    attempts = named(found, "process jobs")
+    *retried, last = attempts
+    for span in retried:
+        assert (span.attributes or {})["interlink.outcome"] == "retried"
+        _is_error(span, error_type)
+    assert (last.attributes or {})["interlink.outcome"] == "dead_lettered"
+    assert (last.attributes or {})["interlink.reason"] == reason
+    _is_error(last, error_type)
+    [send] = named(found, "send jobs.dlq")
+    assert parent_of(send) == span_id(last)
+    assert (send.attributes or {})["interlink.reason"] == reason
+    _is_error(send, error_type)  # the move to the dead-letter queue, for that error
+    assert "4242" not in everything_said([*attempts, send])
 
 
 async def test_a_caller_traceparent_is_kept_and_untraced_publishes_add_none() -> None:

@@ -106,6 +106,32 @@ async def test_a_webhook_that_cannot_be_stored_is_a_5xx_error_span(
     assert publish.status.status_code is StatusCode.ERROR
 
 
+async def test_a_webhook_with_an_unknown_method_is_other_with_the_method_as_sent(
+    http: httpx.AsyncClient, spans: InMemorySpanExporter
+) -> None:
+    import time
+
+    headers = standard_headers("msg_1", int(time.time()), BODY)
+    for method in ("PURGE", "PURGE", "POST"):  # twice: the cached span attributes too
+        response = await http.request(method, "/webhooks/billing", content=BODY, headers=headers)
+        assert response.status_code == (200 if method == "POST" else 405)
+    # Methods are case-sensitive: a lower-case one (httpx would upper-case it) is unknown too.
+    span, token = _tracing.start_webhook(
+        "billing", "/webhooks/billing", {**_webhook_scope(), "method": "post"}, {}
+    )
+    _tracing.end_webhook(span, token, 405, "method_not_allowed", None, None)
+    server = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    other, post_ = "HTTP /webhooks/billing", "POST /webhooks/billing"  # HTTP: semconv's name
+    assert [s.name for s in server] == [other, other, post_, other]
+    for span, sent in zip([*server[:2], server[3]], ("PURGE", "PURGE", "post"), strict=True):
+        assert attributes(span)["http.request.method"] == "_OTHER"
+        assert attributes(span)["http.request.method_original"] == sent  # as sent, case kept
+        assert attributes(span)["interlink.webhook.outcome"] == "method_not_allowed"
+        assert span.status.status_code is StatusCode.UNSET  # a 405: the sender's problem
+    assert attributes(server[2])["http.request.method"] == "POST"
+    assert "http.request.method_original" not in attributes(server[2])
+
+
 async def test_untraced_the_webhook_path_makes_no_span_and_adds_no_header(
     http: httpx.AsyncClient, broker: MemoryBroker
 ) -> None:
@@ -134,7 +160,7 @@ async def test_a_refused_connection_is_an_attempt_span_with_its_error_type(
         attributes(attempt)["error.type"]
         == f"{type(raised.value).__module__}.{type(raised.value).__qualname__}"
     )
-    assert attributes(attempt)["url.full"] == f"{url}/x?token=***"
+    assert attributes(attempt)["url.full"] == f"{url}/x?token=REDACTED"
     assert "http.response.status_code" not in attributes(attempt)
     call = only(spans, "down GET")
     assert call.status.status_code is StatusCode.ERROR
@@ -163,6 +189,28 @@ async def test_a_4xx_answer_and_a_stream_are_traced_and_carry_traceparent(
     assert attributes(calls[0])["http.response.status_code"] == 404
     assert calls[0].status.status_code is StatusCode.ERROR
     assert all(value is not None and value.startswith("00-") for value in sent)
+
+
+async def test_a_custom_client_method_is_other_with_the_method_as_sent(
+    spans: InMemorySpanExporter,
+) -> None:
+    async with FakeUpstream() as upstream:
+        upstream.route("PURGE", "/cache").reply(200)
+        upstream.route("GET", "/x").reply(200)
+        async with ApiClient(upstream.url, name="cdn") as client:
+            await client.request("purge", "/cache")  # sent upper-cased, as PURGE
+            await client.get("/x")
+    attempt = only(spans, "HTTP")  # an attempt with an unknown method is named HTTP
+    assert attempt.kind is SpanKind.CLIENT
+    assert attributes(attempt)["http.request.method"] == "_OTHER"
+    assert attributes(attempt)["http.request.method_original"] == "PURGE"
+    assert attributes(attempt)["http.response.status_code"] == 200
+    call = only(spans, "cdn PURGE")  # the call's own name keeps the method
+    assert attributes(call)["http.request.method"] == "_OTHER"
+    assert attributes(call)["http.request.method_original"] == "PURGE"
+    for known in (only(spans, "GET"), only(spans, "cdn GET")):
+        assert attributes(known)["http.request.method"] == "GET"
+        assert "http.request.method_original" not in attributes(known)
 
 
 async def test_untraced_the_client_sends_no_traceparent() -> None:

@@ -4,7 +4,7 @@ Every ``ClientError`` message has one shape::
 
     <METHOD> <redacted URL> <what happened>[ after <n> attempts][<detail>]
 
-for example ``POST https://api.example/charges?api_key=*** answered 503
+for example ``POST https://api.example/charges?api_key=REDACTED answered 503
 Service Unavailable after 3 attempts (request id abc123): {"error":"down"}``
 or ``GET http://127.0.0.1:9/x could not connect: Cannot connect to host...``.
 

@@ -4,8 +4,9 @@ Two places in a URL carry secrets: the userinfo (``https://user:pass@host``,
 or a token as the user name, ``https://ghp_...@host``) and the query
 (``?api_key=...``, a presigned ``X-Amz-Signature=...``). ``redact_url``
 replaces the password (or a user name given without one) and the values of
-secret-looking query and fragment parameters with ``***``, and leaves every
-other byte as it was, so the URL still tells a reader which call it was.
+secret-looking query and fragment parameters with ``REDACTED`` (the marker
+the OpenTelemetry conventions give for ``url.full``), and leaves every other
+byte as it was, so the URL still tells a reader which call it was.
 
 A parameter is secret-looking when its name, compared case-insensitively, is
 one of ``SECRET_PARAMS`` or ends with one of ``SECRET_SUFFIXES`` after a
@@ -24,7 +25,7 @@ from urllib.parse import unquote_plus
 
 __all__ = ["SECRET_PARAMS", "SECRET_SUFFIXES", "is_secret_param", "redact_url"]
 
-MASK = "***"
+MASK = "REDACTED"
 
 SECRET_PARAMS = frozenset(
     {
@@ -68,7 +69,7 @@ def is_secret_param(name: str) -> bool:
 
 
 def _redact_pairs(text: str) -> str:
-    """``a=1&api_key=s`` -> ``a=1&api_key=***``, every other byte kept."""
+    """``a=1&api_key=s`` -> ``a=1&api_key=REDACTED``, every other byte kept."""
     parts = text.split("&")
     changed = False
     for index, part in enumerate(parts):
@@ -80,11 +81,11 @@ def _redact_pairs(text: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with the userinfo password and secret-looking parameter values replaced by ``***``.
+    """``url`` with the userinfo password and secret-looking parameter values replaced.
 
-    ``https://bob:hunter2@api.example/v1?api_key=abc&page=2`` becomes
-    ``https://bob:***@api.example/v1?api_key=***&page=2``; a user name without a
-    password is masked whole (``https://***@host``). Anything that is not a
+    The marker is ``REDACTED``: ``https://bob:hunter2@api.example/v1?api_key=abc&page=2``
+    becomes ``https://bob:REDACTED@api.example/v1?api_key=REDACTED&page=2``; a user
+    name without a password is masked whole (``https://REDACTED@host``). Anything that is not a
     string is turned into one first; a malformed URL is redacted as far as its
     shape can be read, never raising.
     """

@@ -67,7 +67,8 @@ class WorkerEvent:
     - ``"delivery.settled"``: how it ended (``outcome``: acked, retried,
       dead_lettered, duplicate, released, failed_to_settle or unsettled;
       ``delay`` for a retry or release; ``reason`` for a dead letter;
-      ``error`` when settling failed).
+      ``error``: the exception of a failed attempt that was dead-lettered, or of
+      a failed settle).
 
     ``time`` is wall seconds (the worker clock's ``wall()``).
     """

@@ -157,7 +157,9 @@ class Settling:
             failure.error_type,
             failure.error_message[:200],
         )
-        self._emit("delivery.settled", delivery, outcome="dead_lettered", reason=reason)
+        self._emit(
+            "delivery.settled", delivery, outcome="dead_lettered", reason=reason, error=error
+        )
 
     async def _settle_failed(
         self, delivery: Delivery, exc: Exception, delay: float, key: str | None

@@ -312,6 +312,18 @@ _KNOWN_METHODS: Final = frozenset(
 )
 
 
+def _other_method(attributes: dict[str, Any], method: str) -> str:
+    """Record a method outside ``_KNOWN_METHODS`` as the HTTP conventions say; the name's method.
+
+    ``http.request.method`` becomes ``_OTHER`` and the method as sent goes in
+    ``http.request.method_original``; a span named after the method is named
+    after ``HTTP`` instead (``HTTP {route}``, ``HTTP``).
+    """
+    attributes["http.request.method"] = "_OTHER"
+    attributes["http.request.method_original"] = method
+    return "HTTP"
+
+
 def start_webhook(
     source: str, route: str, scope: Mapping[str, Any], headers: Mapping[str, str]
 ) -> tuple[Span, object]:
@@ -331,10 +343,8 @@ def start_webhook(
         if state is not None:
             carrier["tracestate"] = state
         parent = _propagate.extract(carrier)
-    method: str = scope["method"]
-    if method not in _KNOWN_METHODS:
-        method = "_OTHER"
-    key = (source, route, method, scope["path"], scope.get("scheme", "http"))
+    # The method as sent: ``_webhook_span`` maps one outside the known ones (cache misses only).
+    key = (source, route, scope["method"], scope["path"], scope.get("scheme", "http"))
     made = _webhook_spans.get(key)
     if made is None:
         made = _webhook_span(key)
@@ -436,18 +446,16 @@ _WEBHOOK_SPANS_MAX: Final = 4096
 
 def _webhook_span(key: tuple[str, str, str, str, str]) -> tuple[str, SharedAttributes]:
     source, route, method, path, scheme = key
-    made = (
-        f"{method} {route}",
-        SharedAttributes(
-            {
-                "http.request.method": method,
-                "url.path": path,
-                "url.scheme": scheme,
-                "http.route": route,
-                "interlink.webhook.source": source,
-            }
-        ),
-    )
+    attributes: dict[str, Any] = {
+        "http.request.method": method,
+        "url.path": path,
+        "url.scheme": scheme,
+        "http.route": route,
+        "interlink.webhook.source": source,
+    }
+    if method not in _KNOWN_METHODS:
+        method = _other_method(attributes, method)
+    made = (f"{method} {route}", SharedAttributes(attributes))
     if len(_webhook_spans) < _WEBHOOK_SPANS_MAX:
         _webhook_spans[key] = made
     return made
@@ -724,34 +732,52 @@ def settled(outcome: str, attributes: Mapping[str, Any]) -> None:
     if isinstance(reason, str):
         span.set_attribute("interlink.reason", reason)
     error = attributes.get("error")
-    if isinstance(error, BaseException):
-        span.set_attribute("error.type", _error_type(error))
+    if isinstance(error, BaseException):  # a failed attempt (or settle): an error span
+        _error(span, _error_type(error), type(error).__name__)
 
 
 @contextlib.contextmanager
 def dead_letter_span(
     message: Message, dead_letter_queue: str, system: str, reason: str, error: BaseException
 ) -> Iterator[None]:
-    """``send {dlq}`` PRODUCER: the move to the dead-letter queue (no convention exists)."""
+    """``send {dlq}`` PRODUCER: the move to the dead-letter queue (no convention exists).
+
+    Modelled as a ``send`` with ``error.type`` (``error``, why the message is
+    dead-lettered) and so, as the conventions tie the two, an error span: a
+    dead letter is a failure an operator looks for. A send that raises
+    records its own error instead (type only, never the message text).
+    """
     attributes = _message_attributes(message, system, "send", "send")
     attributes["messaging.destination.name"] = dead_letter_queue
     attributes["interlink.dead_letter.source"] = message.queue
     attributes["interlink.reason"] = reason
-    attributes["error.type"] = _error_type(error)
     with _tracer().start_as_current_span(
-        f"send {dead_letter_queue}", kind=SpanKind.PRODUCER, attributes=attributes
-    ):
-        yield
+        f"send {dead_letter_queue}",
+        kind=SpanKind.PRODUCER,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        _error(span, _error_type(error), type(error).__name__)
+        try:
+            yield
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                _error(span, _error_type(exc), type(exc).__name__)
+            raise
 
 
 # -- the client ----------------------------------------------------------------------------
 @contextlib.contextmanager
 def client_call_span(client: str, method: str) -> Iterator[Span]:
     """``{client} {method}`` INTERNAL: one call with all its attempts, retries and waits."""
+    attributes: dict[str, Any] = {"interlink.client.name": client, "http.request.method": method}
+    if method not in _KNOWN_METHODS:
+        _other_method(attributes, method)  # the name keeps the method: the caller's own
     with _tracer().start_as_current_span(
         f"{client} {method}",
         kind=SpanKind.INTERNAL,
-        attributes={"interlink.client.name": client, "http.request.method": method},
+        attributes=attributes,
         record_exception=False,
         set_status_on_exception=False,
     ) as span:
@@ -800,6 +826,8 @@ def start_attempt(
         attributes["http.request.resend_count"] = attempt - 1
     if breaker_state is not None:
         attributes["interlink.breaker.state"] = breaker_state
+    if method not in _KNOWN_METHODS:
+        method = _other_method(attributes, method)  # the span is named HTTP
     span = _tracer().start_span(method, kind=SpanKind.CLIENT, attributes=attributes)
     _inject(span, headers)
     return span
