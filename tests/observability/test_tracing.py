@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -417,3 +417,88 @@ async def test_a_caller_traceparent_is_kept_and_untraced_publishes_add_none() ->
         provider.shutdown()
     finally:
         await broker.close()
+
+
+# -- observability.tracing.messages: new_trace ------------------------------------------------
+@pytest.fixture
+def new_traces() -> Iterator[None]:
+    _tracing.set_message_traces("new_trace")
+    yield
+    _tracing.set_message_traces("continue")
+
+
+async def test_with_new_trace_each_attempt_starts_a_trace_linked_to_the_publish(
+    spans: InMemorySpanExporter, new_traces: None
+) -> None:
+    calls: list[int] = []
+
+    async def job(body: Any, ctx: MessageContext) -> None:
+        calls.append(ctx.message.attempt)
+        if len(calls) == 1:
+            raise ValueError("once")
+
+    found = await _run_until(spans, job, {"n": 1}, 2)
+    [publish] = named(found, "publish jobs")
+    first, second = named(found, "process jobs")
+    assert publish.context is not None
+    traces = {publish.context.trace_id}
+    for attempt in (first, second):
+        assert attempt.context is not None
+        assert attempt.parent is None  # a root: the trace is the attempt's own
+        assert attempt.context.trace_id not in traces
+        traces.add(attempt.context.trace_id)
+        [link] = attempt.links
+        assert (link.context.trace_id, link.context.span_id) == (
+            publish.context.trace_id,
+            publish.context.span_id,
+        )
+        [handler] = [s for s in named(found, "handler job") if parent_of(s) == span_id(attempt)]
+        assert handler.context is not None
+        assert handler.context.trace_id == attempt.context.trace_id
+    # each delivery is still seen in the producer's trace
+    receives = named(found, "receive jobs")
+    assert len(receives) == 2
+    assert {parent_of(r) for r in receives} == {span_id(publish)}
+    _is_error(first, "ValueError")
+
+
+async def test_with_new_trace_a_message_without_context_starts_a_trace_with_no_link(
+    spans: InMemorySpanExporter, new_traces: None
+) -> None:
+    broker = await open_broker("memory://")
+    done: list[str] = []
+
+    async def job(body: Any, ctx: MessageContext) -> None:
+        done.append(ctx.message.id)
+
+    worker = Worker(broker)
+    worker.add_handler("jobs", job, name="job")
+    await worker.start()
+    try:
+        untraced = _tracing.untraced_publish(broker)
+        assert untraced is not None
+        await untraced("jobs", b"{}", message_id="m-1")
+        await eventually(lambda: done == ["m-1"], "handled")
+    finally:
+        await worker.stop()
+        await broker.close()
+    [attempt] = named(list(spans.get_finished_spans()), "process jobs")
+    assert attempt.parent is None
+    assert list(attempt.links) == []
+
+
+def test_configure_tracing_sets_the_message_traces_and_its_shutdown_resets_them() -> None:
+    from interlink.core.errors import ConfigError
+    from interlink.service._config import TracingConfig
+
+    stop = _tracing.configure_tracing(
+        TracingConfig(messages="new_trace"), exporter=InMemorySpanExporter()
+    )
+    try:
+        assert _tracing._message_traces == "new_trace"
+    finally:
+        stop()
+    assert _tracing._message_traces == "continue"
+    with pytest.raises(ConfigError, match="message traces must be one of"):
+        _tracing.set_message_traces("linked")
+    assert _tracing._message_traces == "continue"

@@ -95,6 +95,7 @@ EXPECTED = {
         "(or a number of seconds), found a mapping",
         "25:15: queues.payments.ordering: expected 'block' or 'continue', found 'strict'",
         "26:10: storage: expected a mapping, found 'nothing'",
+        "28:23: observability.tracing.messages: expected 'continue' or 'new_trace', found 'linked'",
     ],
     "unknown_keys.yaml": [
         "1:1: servise: unknown key 'servise' (did you mean 'service'?)",

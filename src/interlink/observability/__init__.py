@@ -29,7 +29,12 @@ from interlink.observability._metrics import (
     QueueSnapshot,
     status_class,
 )
-from interlink.observability._tracing import TRACEPARENT, configure_tracing, tracing_enabled
+from interlink.observability._tracing import (
+    TRACEPARENT,
+    configure_tracing,
+    set_message_traces,
+    tracing_enabled,
+)
 
 __all__ = [
     "BREAKER_STATES",
@@ -52,6 +57,7 @@ __all__ = [
     "configure_tracing",
     "current_correlation_id",
     "current_message_id",
+    "set_message_traces",
     "status_class",
     "tracing_enabled",
     "unbind_message",

@@ -61,7 +61,7 @@ try:
     from opentelemetry import context as _context
     from opentelemetry import propagate as _propagate
     from opentelemetry import trace as _api
-    from opentelemetry.trace import SpanKind, Status, StatusCode, TraceState
+    from opentelemetry.trace import Link, SpanKind, Status, StatusCode, TraceState
 except ImportError:  # pragma: no cover - depends on what is installed
     _api = None  # type: ignore[assignment]
 else:
@@ -662,6 +662,29 @@ def _message_attributes(message: Message, system: str, operation: str, kind: str
     }
 
 
+MESSAGE_TRACES: Final = ("continue", "new_trace")
+"""The values of ``observability.tracing.messages`` (``set_message_traces``)."""
+_message_traces = "continue"
+
+
+def set_message_traces(mode: str) -> None:
+    """How a message's process spans relate to the publish that made it (process-wide).
+
+    ``"continue"`` (the default): each attempt's ``process`` span is a child
+    of the message's ``traceparent``, so one webhook's life is one trace.
+    ``"new_trace"``: each attempt starts a trace of its own, with a link to
+    that context (the messaging conventions' default), for producers whose
+    traces would otherwise grow without end. ``configure_tracing`` sets it
+    from ``observability.tracing.messages``.
+    """
+    global _message_traces
+    if mode not in MESSAGE_TRACES:
+        from interlink.core.errors import ConfigError
+
+        raise ConfigError(f"message traces must be one of {MESSAGE_TRACES}, got {mode!r}")
+    _message_traces = mode
+
+
 def received(message: Message, system: str) -> None:
     """A ``receive {queue}`` CLIENT span for a delivery handed to the runtime (instant)."""
     parent = _propagate.extract(message.headers) if TRACEPARENT in message.headers else None
@@ -672,14 +695,27 @@ def received(message: Message, system: str) -> None:
 
 @contextlib.contextmanager
 def process_span(message: Message, handler: str, system: str) -> Iterator[Span]:
-    """The ``process {queue}`` CONSUMER span of one attempt, child of the message's context."""
-    parent = _propagate.extract(message.headers) if TRACEPARENT in message.headers else None
+    """The ``process {queue}`` CONSUMER span of one attempt.
+
+    A child of the message's context (its ``traceparent``), or, with
+    ``observability.tracing.messages: new_trace``, the root of a trace of
+    its own with a link to that context (``message_traces``).
+    """
+    parent: Context | None = None
+    links: list[Link] = []
+    if TRACEPARENT in message.headers:
+        parent = _propagate.extract(message.headers)
+        if _message_traces == "new_trace":
+            created = _api.get_current_span(parent).get_span_context()
+            parent = _context.Context()  # no parent, whatever the current context holds
+            if created.is_valid:
+                links.append(Link(created))
     attributes = _message_attributes(message, system, "process", "process")
     attributes["interlink.message.attempt"] = message.attempt
     attributes["interlink.message.delivery_count"] = message.delivery_count
     attributes["interlink.handler"] = handler
     with _tracer().start_as_current_span(
-        f"process {message.queue}", parent, SpanKind.CONSUMER, attributes
+        f"process {message.queue}", parent, SpanKind.CONSUMER, attributes, links
     ) as span:
         yield span
 
@@ -877,6 +913,7 @@ def configure_tracing(
     """
     from interlink.core.errors import ConfigError
 
+    set_message_traces(config.messages)
     if exporter is None and config.exporter == "none":
         return _nothing
     try:
@@ -918,6 +955,7 @@ def configure_tracing(
 
     def shutdown() -> None:
         provider.shutdown()  # flushes what is batched
+        set_message_traces("continue")
 
     return shutdown
 

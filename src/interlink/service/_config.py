@@ -329,6 +329,12 @@ class TracingConfig(_Section):
     service_name: str | None = Field(
         None, description="service.name of the spans (default: service.name)."
     )
+    messages: Literal["continue", "new_trace"] = Field(
+        "continue",
+        description="continue: each attempt's process span continues the trace of the "
+        "publish that made the message (one trace per webhook); new_trace: each attempt "
+        "starts a trace of its own, linked to that publish.",
+    )
 
 
 class LoggingConfig(_Section):
