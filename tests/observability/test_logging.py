@@ -6,7 +6,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -34,7 +34,7 @@ from interlink.service._cli import _logging
 from interlink.service._config import LoggingConfig
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
-from interlink.testing import FakeUpstream
+from interlink.testing import FakeUpstream, Received
 from tests.observability import logging_support
 from tests.observability.logging_support import Captured, capture_json_logs, write
 from tests.polling import eventually
@@ -316,9 +316,18 @@ queues:
     )
 
 
-async def test_one_webhook_shares_its_request_id_from_the_request_to_the_upstream(
-    tmp_path: Path, logs: Captured
-) -> None:
+async def _one_webhook(
+    tmp_path: Path,
+    logs: Captured,
+    order: str,
+    extra: dict[str, str],
+    also: Callable[[aiohttp.ClientSession, dict[str, str]], Awaitable[None]] | None = None,
+) -> tuple[str, Received]:
+    """Post order ``order``'s signed webhook to a running service, wait until it was handled.
+
+    ``extra``: headers added to the webhook's; ``also`` runs with the session and those
+    headers while the service runs. Returns the ``X-Request-ID`` echoed and the upstream call.
+    """
     async with FakeUpstream() as upstream:
         upstream.route("POST", "/events").reply(200)
         logging_support.CLIENTS["upstream"] = ApiClient(upstream.url)
@@ -327,28 +336,42 @@ async def test_one_webhook_shares_its_request_id_from_the_request_to_the_upstrea
                 Service(load_config(_config(tmp_path, upstream.url))) as service,
                 aiohttp.ClientSession(base_url=service.url) as http,
             ):
-                body = b'{"id": "o-1"}'
-                headers = standard_headers("evt_1", int(time.time()), body)
-                headers["X-Request-ID"] = "webhook-req-1"
+                body = json.dumps({"id": order}).encode()
+                headers = {**standard_headers(f"evt_{order}", int(time.time()), body), **extra}
                 async with http.post("/webhooks/shop", data=body, headers=headers) as response:
                     assert response.status == 200
-                    assert response.headers["X-Request-ID"] == "webhook-req-1"
-                bad = {**headers, "webhook-signature": "v1,AAAA", "X-Request-ID": "bad-req"}
-                async with http.post("/webhooks/shop", data=body, headers=bad) as response:
-                    assert response.status == 401
-                    assert response.headers["X-Request-ID"] == "bad-req"
-                async with http.get("/livez") as response:
-                    assert len(response.headers["X-Request-ID"]) == 32
-                await eventually(lambda: bool(logs.matching("handled order o-1")), "handled")
+                    echoed = response.headers["X-Request-ID"]
+                if also is not None:
+                    await also(http, headers)
+                handled = f"handled order {order}"
+                await eventually(lambda: bool(logs.matching(handled)), "handled")
         finally:
             await logging_support.CLIENTS.pop("upstream").aclose()
         (call,) = upstream.received("POST", "/events")
+    return echoed, call
+
+
+async def test_one_webhook_shares_its_request_id_from_the_request_to_the_upstream(
+    tmp_path: Path, logs: Captured
+) -> None:
+    async def rejected_and_health(http: aiohttp.ClientSession, headers: dict[str, str]) -> None:
+        bad = {**headers, "webhook-signature": "v1,AAAA", "X-Request-ID": "bad-req"}
+        async with http.post("/webhooks/shop", data=b"{}", headers=bad) as response:
+            assert response.status == 401
+            assert response.headers["X-Request-ID"] == "bad-req"
+        async with http.get("/livez") as response:
+            assert len(response.headers["X-Request-ID"]) == 32
+
+    echoed, call = await _one_webhook(
+        tmp_path, logs, "o-1", {"X-Request-ID": "webhook-req-1"}, rejected_and_health
+    )
+    assert echoed == "webhook-req-1"
     assert call.headers["X-Request-ID"] == "webhook-req-1"
     handler_lines = logs.matching("order o-1")
     assert len(handler_lines) == 2
     for line in handler_lines:
         assert line["correlation_id"] == "webhook-req-1"
-        assert line["message_id"] == "shop:evt_1"
+        assert line["message_id"] == "shop:evt_o-1"
     (rejected,) = logs.matching("webhook rejected")
     assert rejected["correlation_id"] == "bad-req"
     assert "message_id" not in rejected
@@ -357,23 +380,7 @@ async def test_one_webhook_shares_its_request_id_from_the_request_to_the_upstrea
 async def test_a_traced_webhook_without_a_request_id_is_correlated_by_its_trace_id(
     tmp_path: Path, logs: Captured, spans: InMemorySpanExporter
 ) -> None:
-    async with FakeUpstream() as upstream:
-        upstream.route("POST", "/events").reply(200)
-        logging_support.CLIENTS["upstream"] = ApiClient(upstream.url)
-        try:
-            async with (
-                Service(load_config(_config(tmp_path, upstream.url))) as service,
-                aiohttp.ClientSession(base_url=service.url) as http,
-            ):
-                body = b'{"id": "o-2"}'
-                headers = standard_headers("evt_2", int(time.time()), body)
-                async with http.post("/webhooks/shop", data=body, headers=headers) as response:
-                    assert response.status == 200
-                    echoed = response.headers["X-Request-ID"]
-                await eventually(lambda: bool(logs.matching("handled order o-2")), "handled")
-        finally:
-            await logging_support.CLIENTS.pop("upstream").aclose()
-        (call,) = upstream.received("POST", "/events")
+    echoed, call = await _one_webhook(tmp_path, logs, "o-2", {})
     (server,) = [s for s in spans.get_finished_spans() if s.name == "POST /webhooks/shop"]
     trace_id = f"{server.context.trace_id:032x}"
     assert echoed == trace_id
