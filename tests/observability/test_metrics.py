@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -378,3 +379,40 @@ async def test_a_queue_that_cannot_be_read_in_time_is_left_out_and_counted() -> 
     assert key("interlink_queue_dead_letters", queue="orders") not in found
     assert found[key("interlink_queue_stats_errors_total", queue="orders")] == 1
     assert key("interlink_queue_stats_errors_total", queue="shop") not in found
+
+
+def _documented_metrics() -> dict[str, tuple[str, set[str]]]:
+    """docs/observability.md's "Every metric" table: name -> (type, label names)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "observability.md").read_text()
+    table = text.split("### Every metric", 1)[1].split("\n### ", 1)[0]
+    found: dict[str, tuple[str, set[str]]] = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0].startswith("`interlink_"):
+            labels = set(re.findall(r"`([a-z_]+)`", cells[3]))
+            found[cells[0].strip("`")] = (cells[1], labels)
+    return found
+
+
+async def test_the_docs_list_every_served_metric_with_its_type_and_labels(tmp_path: Path) -> None:
+    async with FakeUpstream() as upstream:
+        config = load_config(write_config(tmp_path, upstream.url))
+        async with Service(config) as service, aiohttp.ClientSession() as session:
+            await scripted_run(service, upstream, session)
+            async with session.get(f"{service.url}/metrics") as response:
+                text = await response.text()
+    served: dict[str, tuple[str, set[str]]] = {}
+    for family in text_string_to_metric_families(text):
+        if not family.name.startswith("interlink_"):
+            continue
+        name = f"{family.name}_total" if family.type == "counter" else family.name
+        labels = {label for s in family.samples for label in s.labels if label != "le"}
+        served[name] = (family.type, labels)
+    documented = _documented_metrics()
+    assert len(documented) >= 25  # the table was found and read
+    assert sorted(served) == sorted(documented)
+    for name, (kind, labels) in served.items():
+        assert documented[name][0] == kind, name
+        if labels:  # (a family with no series yet shows none: interlink_queue_stats_errors)
+            assert documented[name][1] == labels, name
+    assert sum(1 for _, labels in served.values() if labels) >= len(served) - 1

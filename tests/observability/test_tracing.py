@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
@@ -61,6 +62,45 @@ def everything_said(found: Sequence[ReadableSpan]) -> str:
             parts.append(event.name)
             parts.extend(f"{k}={v}" for k, v in (event.attributes or {}).items())
     return "\n".join(parts)
+
+
+def _documented_spans() -> list[tuple[re.Pattern[str], SpanKind, set[str]]]:
+    """docs/observability.md's span table: (name pattern, kind, every backticked word of the row).
+
+    Most literal first, so that ``transform {name}`` is tried before ``{client} {method}``.
+    """
+    text = (Path(__file__).resolve().parents[2] / "docs" / "observability.md").read_text()
+    table = text.split("### Spans", 1)[1].split("\n### ", 1)[0]
+    rows = []
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[1] in SpanKind.__members__:
+            template = re.match(r"`([^`]+)`", cells[0])
+            assert template is not None, line
+            literal = re.sub(r"\{[a-z]+\}", "", template[1])
+            pattern = re.escape(template[1])
+            pattern = re.sub(r"\\\{[a-z]+\\\}", ".+", pattern)
+            words = set(re.findall(r"`([^`]+)`", cells[3]))
+            rows.append((len(literal), re.compile(pattern), SpanKind[cells[1]], words))
+    rows.sort(key=lambda row: -row[0])
+    return [(pattern, kind, words) for _, pattern, kind, words in rows]
+
+
+def assert_documented(found: Sequence[ReadableSpan]) -> None:
+    """Each of interlink's spans in ``found`` has a row in the docs naming all its attributes."""
+    rows = _documented_spans()
+    assert len(rows) >= 9
+    checked = 0
+    for span in found:
+        scope = span.instrumentation_scope
+        if scope is None or scope.name != "interlink":
+            continue
+        row = next((r for r in rows if r[1] == span.kind and r[0].fullmatch(span.name)), None)
+        assert row is not None, f"no row for {span.kind.name} span {span.name!r}"
+        undocumented = set(span.attributes or {}) - row[2]
+        assert not undocumented, f"{span.name!r}: {sorted(undocumented)} not in the docs"
+        checked += 1
+    assert checked
 
 
 CONFIG = """
@@ -208,6 +248,7 @@ async def test_one_webhook_is_one_trace_from_receive_to_the_upstream_attempts(
     said = everything_said(found)
     for secret in (BEARER, QUERY_KEY, ADMIN, SECRET, SECRET.removeprefix("whsec_"), KEY.decode()):
         assert secret not in said
+    assert_documented(found)
 
 
 async def _worker_run(
@@ -389,6 +430,7 @@ async def test_a_dead_lettered_attempt_and_its_send_to_the_dead_letter_queue_are
     assert (send.attributes or {})["interlink.reason"] == reason
     _is_error(send, error_type)  # the move to the dead-letter queue, for that error
     assert "4242" not in everything_said([*attempts, send])
+    assert_documented(found)
 
 
 async def test_a_caller_traceparent_is_kept_and_untraced_publishes_add_none() -> None:
