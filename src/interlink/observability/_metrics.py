@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from interlink import __version__
 from interlink.core.clock import SYSTEM_CLOCK, Clock
 from interlink.resilience import CircuitState
+from interlink.resilience._bulkhead import REJECTION_REASONS as BULKHEAD_REASONS
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -89,9 +90,6 @@ MESSAGE_OUTCOMES = (
     "failed_to_settle",
 )
 """Every value of ``interlink_messages_total``'s ``outcome`` label."""
-
-_BULKHEAD_REASONS = ("full", "queue_full", "timeout")
-"""Every value of ``interlink_client_bulkhead_rejections_total``'s ``reason`` label."""
 
 _METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
@@ -207,7 +205,7 @@ class MetricsRecorder:
             self._rate_limit_rejections,
         ):
             counts.setdefault((name,), 0)
-        for reason in _BULKHEAD_REASONS:  # every reason, so rate() sees the first rejection
+        for reason in BULKHEAD_REASONS:  # every reason, so rate() sees the first rejection
             self._bulkhead_rejections.setdefault((name, reason), 0)
         self._unsubscribe.append(client.events.subscribe(self._client_listener(name)))
         pipeline = client.pipeline

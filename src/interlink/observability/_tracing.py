@@ -44,7 +44,7 @@ import time
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, MutableMapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 from interlink import __version__
@@ -662,12 +662,13 @@ def _message_attributes(message: Message, system: str, operation: str, kind: str
     }
 
 
-MESSAGE_TRACES: Final = ("continue", "new_trace")
+MessageTraces = Literal["continue", "new_trace"]
 """The values of ``observability.tracing.messages`` (``set_message_traces``)."""
-_message_traces = "continue"
+MESSAGE_TRACES: Final = get_args(MessageTraces)
+_message_traces: MessageTraces = "continue"
 
 
-def set_message_traces(mode: str) -> None:
+def set_message_traces(mode: MessageTraces) -> None:
     """How a message's process spans relate to the publish that made it (process-wide).
 
     ``"continue"`` (the default): each attempt's ``process`` span is a child
@@ -699,7 +700,7 @@ def process_span(message: Message, handler: str, system: str) -> Iterator[Span]:
 
     A child of the message's context (its ``traceparent``), or, with
     ``observability.tracing.messages: new_trace``, the root of a trace of
-    its own with a link to that context (``message_traces``).
+    its own with a link to that context (``set_message_traces``).
     """
     parent: Context | None = None
     links: list[Link] = []

@@ -28,7 +28,10 @@ from interlink.core.errors import BulkheadFullError
 from interlink.resilience import _validate as check
 from interlink.resilience._policy import Policy
 
-__all__ = ["Bulkhead"]
+__all__ = ["REJECTION_REASONS", "Bulkhead"]
+
+REJECTION_REASONS = ("full", "queue_full", "timeout")
+"""Every ``reason`` of a ``bulkhead.rejected`` event (and of ``BulkheadFullError``)."""
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from interlink.core.durations import parse_duration
+from interlink.observability._tracing import MessageTraces
 
 __all__ = [
     "AuthConfig",
@@ -329,7 +330,7 @@ class TracingConfig(_Section):
     service_name: str | None = Field(
         None, description="service.name of the spans (default: service.name)."
     )
-    messages: Literal["continue", "new_trace"] = Field(
+    messages: MessageTraces = Field(
         "continue",
         description="continue: each attempt's process span continues the trace of the "
         "publish that made the message (one trace per webhook); new_trace: each attempt "
