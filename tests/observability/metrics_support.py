@@ -97,11 +97,16 @@ def samples(text: str) -> Samples:
     return out
 
 
-def exposition(recorder: MetricsRecorder) -> Samples:
-    """What ``recorder`` alone serves, parsed (its own registry, as ``/metrics`` has)."""
+def exposition_text(recorder: MetricsRecorder) -> str:
+    """What ``recorder`` alone serves (its own registry, as ``/metrics`` has)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(recorder)
-    return samples(generate_latest(registry).decode())
+    return generate_latest(registry).decode()
+
+
+def exposition(recorder: MetricsRecorder) -> Samples:
+    """``exposition_text``, parsed."""
+    return samples(exposition_text(recorder))
 
 
 def key(name: str, **labels: str) -> tuple[str, Labels]:

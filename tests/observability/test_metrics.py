@@ -10,7 +10,6 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from interlink.client import ApiClient
@@ -24,8 +23,8 @@ from interlink.transform import Mapping
 from interlink.webhooks import WebhookReceiver, WebhookSource
 from tests.observability.metrics_support import (
     exposition,
+    exposition_text,
     key,
-    samples,
     scripted_run,
     total,
     write_config,
@@ -35,12 +34,6 @@ from tests.webhooks.signing import SECRET, standard_headers
 DURATION = "interlink_client_request_duration_seconds"
 PROCESSING = "interlink_message_processing_duration_seconds"
 WEBHOOK_NOW = 1_800_000_000
-
-
-def generate_latest_of(recorder: MetricsRecorder) -> str:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(recorder)
-    return generate_latest(registry).decode()
 
 
 async def test_a_scripted_run_shows_in_every_metric_by_value(tmp_path: Path) -> None:
@@ -304,7 +297,7 @@ def test_transformers_sharing_a_name_add_up_to_one_series_per_field() -> None:
         (("field", "amount"), ("transformer", "pay")): 5,
         (("field", "qty"), ("transformer", "pay")): 1,
     }
-    families = text_string_to_metric_families(generate_latest_of(recorder))
+    families = text_string_to_metric_families(exposition_text(recorder))
     [family] = [f for f in families if f.name == "interlink_transform_failures"]
     assert len(family.samples) == 2  # no duplicate series in the exposition
 
@@ -366,11 +359,7 @@ async def test_a_queue_that_cannot_be_read_in_time_is_left_out_and_counted() -> 
     recorder = MetricsRecorder()
     broker: Any = _SlowBroker()
     await recorder.refresh_queues(broker, ["shop", "orders"], within=0.05)
-    from prometheus_client import CollectorRegistry, generate_latest
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(recorder)
-    found = samples(generate_latest(registry).decode())
+    found = exposition(recorder)
     assert found[key("interlink_queue_messages", queue="shop", state="ready")] == 3
     assert found[key("interlink_queue_messages", queue="shop", state="delayed")] == 1
     assert found[key("interlink_queue_oldest_message_age_seconds", queue="shop")] == 12.5
