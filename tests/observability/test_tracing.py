@@ -544,3 +544,35 @@ def test_configure_tracing_sets_the_message_traces_and_its_shutdown_resets_them(
     with pytest.raises(ConfigError, match="message traces must be one of"):
         _tracing.set_message_traces("linked")
     assert _tracing._message_traces == "continue"
+
+
+async def test_a_handlers_exception_is_recorded_with_its_text_redacted(
+    spans: InMemorySpanExporter,
+) -> None:
+    from interlink.observability import REDACTED, REDACTOR
+
+    secret = "handler-SECRET-4e1f0c77"
+    REDACTOR.add_secrets([secret])
+
+    async def leaky(body: Any, ctx: MessageContext) -> None:
+        raise RuntimeError(f"upstream refused {secret} with Authorization: Bearer tok-9f8e7d6c")
+
+    found = await _run_until(spans, leaky, {"n": 1}, 3, max_attempts=3)
+    handlers = named(found, "handler job")
+    assert len(handlers) == 3
+    for span in handlers:
+        assert (span.attributes or {})["error.type"] == "RuntimeError"
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.status.description == (
+            f"RuntimeError: upstream refused {REDACTED} with Authorization: {REDACTED} {REDACTED}"
+        )
+        [event] = span.events
+        assert event.name == "exception"
+        attributes = event.attributes or {}
+        assert attributes["exception.type"] == "RuntimeError"
+        assert REDACTED in str(attributes["exception.message"])
+        assert "in leaky" in str(attributes["exception.stacktrace"])  # still a stack trace
+    said = everything_said(found)
+    assert secret not in said
+    assert "tok-9f8e7d6c" not in said
+    assert_documented(found)

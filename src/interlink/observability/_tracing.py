@@ -41,6 +41,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, MutableMapping
 from contextvars import ContextVar
@@ -716,18 +717,57 @@ def process_span(message: Message, handler: str, system: str) -> Iterator[Span]:
     attributes["interlink.message.delivery_count"] = message.delivery_count
     attributes["interlink.handler"] = handler
     with _tracer().start_as_current_span(
-        f"process {message.queue}", parent, SpanKind.CONSUMER, attributes, links
+        f"process {message.queue}",
+        parent,
+        SpanKind.CONSUMER,
+        attributes,
+        links,
+        record_exception=False,
+        set_status_on_exception=False,
     ) as span:
-        yield span
+        try:
+            yield span
+        except BaseException as exc:  # (an attempt's own failure is settled, not raised)
+            _record_redacted(span, exc)
+            raise
+
+
+def _record_redacted(span: Span, error: BaseException) -> None:
+    """What the API records for an exception leaving a span, with its text redacted.
+
+    An ``exception`` event and status Error, as ``use_span`` records them,
+    plus ``error.type``; the message and the stack trace go through the
+    logs' ``REDACTOR`` (the config's secrets, credentials, secret-looking
+    pairs), as they would in a log line. A cancellation is no error.
+    """
+    if isinstance(error, asyncio.CancelledError):
+        return
+    from interlink.observability._logging import REDACTOR
+
+    text = REDACTOR.scrub(str(error))
+    stack = REDACTOR.scrub("".join(traceback.format_exception(error)))
+    span.record_exception(
+        error, attributes={"exception.message": text, "exception.stacktrace": stack}
+    )
+    span.set_attribute("error.type", _error_type(error))
+    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {text}"))
 
 
 @contextlib.contextmanager
 def handler_span(handler: str) -> Iterator[Span]:
-    """``handler {name}`` INTERNAL around the handler function."""
+    """``handler {name}`` INTERNAL around the handler function (its error recorded, redacted)."""
     with _tracer().start_as_current_span(
-        f"handler {handler}", kind=SpanKind.INTERNAL, attributes={"interlink.handler": handler}
+        f"handler {handler}",
+        kind=SpanKind.INTERNAL,
+        attributes={"interlink.handler": handler},
+        record_exception=False,
+        set_status_on_exception=False,
     ) as span:
-        yield span
+        try:
+            yield span
+        except BaseException as exc:
+            _record_redacted(span, exc)
+            raise
 
 
 def transform(transformer: Any, value: Any) -> Any:
