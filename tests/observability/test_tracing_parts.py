@@ -6,6 +6,9 @@ import asyncio
 import contextvars
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -211,6 +214,71 @@ async def test_a_custom_client_method_is_other_with_the_method_as_sent(
     for known in (only(spans, "GET"), only(spans, "cdn GET")):
         assert attributes(known)["http.request.method"] == "GET"
         assert "http.request.method_original" not in attributes(known)
+
+
+def test_the_known_methods_are_the_conventions_unless_the_environment_replaces_them() -> None:
+    assert _tracing.known_methods({}) == _tracing.DEFAULT_KNOWN_METHODS
+    assert "PATCH" in _tracing.DEFAULT_KNOWN_METHODS
+    env = _tracing.KNOWN_METHODS_ENV
+    assert _tracing.known_methods({env: "GET, PURGE,,post"}) == {"GET", "PURGE", "post"}
+    assert _tracing.known_methods({env: ""}) == frozenset()  # every method is _OTHER
+
+
+_KNOWN_METHODS_SCRIPT = """
+import asyncio, json
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from interlink.client import ApiClient
+from interlink.observability import MetricsRecorder
+from interlink.observability._lean import LeanTracerProvider
+from interlink.testing import FakeUpstream
+from tests.observability.metrics_support import exposition
+
+exporter = InMemorySpanExporter()
+trace.set_tracer_provider(LeanTracerProvider(exporter, batch=False))
+
+async def main():
+    recorder = MetricsRecorder()
+    async with FakeUpstream() as upstream:
+        upstream.route("PURGE", "/cache").reply(200)
+        upstream.route("POST", "/x").reply(200)
+        async with ApiClient(upstream.url, name="cdn") as client:
+            recorder.watch_client(client)
+            await client.request("PURGE", "/cache")
+            await client.post("/x")
+    spans = {
+        s.name: dict(s.attributes) for s in exporter.get_finished_spans() if s.kind.name == "CLIENT"
+    }
+    methods = sorted(
+        dict(labels)["method"]
+        for (name, labels), _ in exposition(recorder).items()
+        if name == "interlink_client_request_duration_seconds_count"
+    )
+    print(json.dumps({"spans": spans, "methods": methods}))
+
+asyncio.run(main())
+"""
+
+
+def test_spans_and_metrics_honour_otel_instrumentation_http_known_methods() -> None:
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, _tracing.KNOWN_METHODS_ENV: "GET,PURGE"}
+    run = subprocess.run(
+        [sys.executable, "-c", _KNOWN_METHODS_SCRIPT],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    assert found["spans"]["PURGE"]["http.request.method"] == "PURGE"  # known, by the variable
+    assert "http.request.method_original" not in found["spans"]["PURGE"]
+    assert found["spans"]["HTTP"]["http.request.method"] == "_OTHER"  # POST is not, now
+    assert found["spans"]["HTTP"]["http.request.method_original"] == "POST"
+    assert found["methods"] == ["PURGE", "_OTHER"]
 
 
 async def test_untraced_the_client_sends_no_traceparent() -> None:

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from interlink import __version__
 from interlink.core.clock import SYSTEM_CLOCK, Clock
+from interlink.observability._tracing import KNOWN_METHODS
 from interlink.resilience import CircuitState
 from interlink.resilience._bulkhead import REJECTION_REASONS as BULKHEAD_REASONS
 
@@ -91,9 +92,6 @@ MESSAGE_OUTCOMES = (
 )
 """Every value of ``interlink_messages_total``'s ``outcome`` label."""
 
-_METHODS = frozenset(
-    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
-)
 _CLASSES = ("error", "1xx", "2xx", "3xx", "4xx", "5xx")
 
 
@@ -277,7 +275,7 @@ class MetricsRecorder:
             method = attributes["method"]
             key = (
                 client,
-                method if method in _METHODS else "_OTHER",
+                method if method in KNOWN_METHODS else "_OTHER",
                 status_class(attributes["status"]),
             )
             series = durations.get(key)

@@ -307,14 +307,35 @@ def _error_type(exc: BaseException) -> str:
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
-# -- webhooks ------------------------------------------------------------------------------
-_KNOWN_METHODS: Final = frozenset(
+# -- HTTP methods --------------------------------------------------------------------------
+DEFAULT_KNOWN_METHODS: Final = frozenset(
     {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
 )
+KNOWN_METHODS_ENV: Final = "OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS"
+
+
+def known_methods(environ: Mapping[str, str]) -> frozenset[str]:
+    """The HTTP methods spans and metrics keep as they are; any other is ``_OTHER``.
+
+    ``OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS`` (a comma-separated,
+    case-sensitive list) replaces the default one whole, as the HTTP
+    conventions require of an instrumentation that maps methods to ``_OTHER``.
+    """
+    configured = environ.get(KNOWN_METHODS_ENV)
+    if configured is None:
+        return DEFAULT_KNOWN_METHODS
+    return frozenset(method.strip() for method in configured.split(",") if method.strip())
+
+
+KNOWN_METHODS: Final = known_methods(os.environ)
+"""This process's known methods (read once, at import), for spans and ``_metrics``."""
+
+
+# -- webhooks ------------------------------------------------------------------------------
 
 
 def _other_method(attributes: dict[str, Any], method: str) -> str:
-    """Record a method outside ``_KNOWN_METHODS`` as the HTTP conventions say; the name's method.
+    """Record a method outside ``KNOWN_METHODS`` as the HTTP conventions say; the name's method.
 
     ``http.request.method`` becomes ``_OTHER`` and the method as sent goes in
     ``http.request.method_original``; a span named after the method is named
@@ -454,7 +475,7 @@ def _webhook_span(key: tuple[str, str, str, str, str]) -> tuple[str, SharedAttri
         "http.route": route,
         "interlink.webhook.source": source,
     }
-    if method not in _KNOWN_METHODS:
+    if method not in KNOWN_METHODS:
         method = _other_method(attributes, method)
     made = (f"{method} {route}", SharedAttributes(attributes))
     if len(_webhook_spans) < _WEBHOOK_SPANS_MAX:
@@ -849,7 +870,7 @@ def dead_letter_span(
 def client_call_span(client: str, method: str) -> Iterator[Span]:
     """``{client} {method}`` INTERNAL: one call with all its attempts, retries and waits."""
     attributes: dict[str, Any] = {"interlink.client.name": client, "http.request.method": method}
-    if method not in _KNOWN_METHODS:
+    if method not in KNOWN_METHODS:
         _other_method(attributes, method)  # the name keeps the method: the caller's own
     with _tracer().start_as_current_span(
         f"{client} {method}",
@@ -903,7 +924,7 @@ def start_attempt(
         attributes["http.request.resend_count"] = attempt - 1
     if breaker_state is not None:
         attributes["interlink.breaker.state"] = breaker_state
-    if method not in _KNOWN_METHODS:
+    if method not in KNOWN_METHODS:
         method = _other_method(attributes, method)  # the span is named HTTP
     span = _tracer().start_span(method, kind=SpanKind.CLIENT, attributes=attributes)
     _inject(span, headers)
