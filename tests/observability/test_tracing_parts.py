@@ -135,6 +135,24 @@ async def test_a_webhook_with_an_unknown_method_is_other_with_the_method_as_sent
     assert "http.request.method_original" not in attributes(server[2])
 
 
+async def test_a_webhook_with_a_query_records_it_with_secret_values_redacted(
+    http: httpx.AsyncClient, spans: InMemorySpanExporter
+) -> None:
+    import time
+
+    for n, query in enumerate(("?shop=7&token=s3cr3t-tok", "", "?shop=8")):
+        headers = standard_headers(f"msg_q{n}", int(time.time()), BODY)
+        response = await http.post(f"/webhooks/billing{query}", content=BODY, headers=headers)
+        assert response.status_code == 200
+    server = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert [attributes(s).get("url.query") for s in server] == [
+        "shop=7&token=REDACTED",
+        None,  # no query, no attribute (and the cached attributes stay without one)
+        "shop=8",
+    ]
+    assert all(attributes(s)["interlink.webhook.outcome"] == "accepted" for s in server)
+
+
 async def test_untraced_the_webhook_path_makes_no_span_and_adds_no_header(
     http: httpx.AsyncClient, broker: MemoryBroker
 ) -> None:

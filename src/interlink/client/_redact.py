@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote_plus
 
-__all__ = ["SECRET_PARAMS", "SECRET_SUFFIXES", "is_secret_param", "redact_url"]
+__all__ = ["SECRET_PARAMS", "SECRET_SUFFIXES", "is_secret_param", "redact_query", "redact_url"]
 
 MASK = "REDACTED"
 
@@ -68,8 +68,12 @@ def is_secret_param(name: str) -> bool:
     return lowered in SECRET_PARAMS or lowered.endswith(_ENDINGS)
 
 
-def _redact_pairs(text: str) -> str:
-    """``a=1&api_key=s`` -> ``a=1&api_key=REDACTED``, every other byte kept."""
+def redact_query(text: str) -> str:
+    """A query string with secret-looking values replaced: ``a=1&api_key=s`` -> ``a=1&api_key=REDACTED``.
+
+    Every other byte is kept (``url.query`` of a server span, a URL's query
+    or fragment in ``redact_url``).
+    """
     parts = text.split("&")
     changed = False
     for index, part in enumerate(parts):
@@ -104,7 +108,7 @@ def redact_url(url: str) -> str:
                 authority = f"{MASK}@{hostport}"
         rest = f"{scheme}://{authority}{slash}{path}"
     if query:
-        query = _redact_pairs(query)
+        query = redact_query(query)
     if fragment:
-        fragment = _redact_pairs(fragment)
+        fragment = redact_query(fragment)
     return f"{rest}{question}{query}{hash_mark}{fragment}"

@@ -371,6 +371,9 @@ def start_webhook(
     if made is None:
         made = _webhook_span(key)
     name, attributes = made
+    query = scope.get("query_string")
+    if query:  # conditionally required when there is one; per request, so not cached
+        attributes = _with_query(attributes, query)
     tracer = _tracer()
     lean: Any = tracer if type(tracer) is _lean_tracer else None
     if lean is not None and SPAN_KEY is not None and len(attributes) <= lean.limits_attributes:
@@ -464,6 +467,13 @@ class SharedAttributes(dict[str, Any]):
 # the method and path come from requests (past the bound they are made per request).
 _webhook_spans: dict[tuple[str, str, str, str, str], tuple[str, SharedAttributes]] = {}
 _WEBHOOK_SPANS_MAX: Final = 4096
+
+
+def _with_query(attributes: SharedAttributes, query: bytes) -> SharedAttributes:
+    """``attributes`` plus ``url.query``, its secret-looking values ``REDACTED`` (the conventions)."""
+    from interlink.client._redact import redact_query
+
+    return SharedAttributes({**attributes, "url.query": redact_query(query.decode("latin-1"))})
 
 
 def _webhook_span(key: tuple[str, str, str, str, str]) -> tuple[str, SharedAttributes]:
