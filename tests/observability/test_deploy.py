@@ -100,6 +100,19 @@ def test_the_dashboard_is_a_grafana_model_with_a_prometheus_input() -> None:
         assert wanted in names, wanted
 
 
+def test_the_duration_panels_ask_for_exemplars_once() -> None:
+    """The served histograms carry exemplars (OpenMetrics): the p99 queries show them, linked."""
+    with_exemplars = {
+        panel["title"]: [t["expr"] for t in panel["targets"] if t.get("exemplar")]
+        for panel in panels()
+        if any("_duration_seconds_bucket" in t["expr"] for t in panel["targets"])
+    }
+    assert len(with_exemplars) == 2, with_exemplars
+    for title, exprs in with_exemplars.items():
+        assert len(exprs) == 1, title  # once: each query would show the same points again
+        assert exprs[0].startswith("histogram_quantile(0.99"), title
+
+
 def test_the_broker_gauges_are_not_added_up_across_processes() -> None:
     """Each process reports the broker's queue figures: summed, two processes would double them."""
     broker_gauges = (

@@ -10,6 +10,10 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from interlink.client import ApiClient
@@ -44,8 +48,8 @@ async def test_a_scripted_run_shows_in_every_metric_by_value(tmp_path: Path) -> 
             async with session.get(f"{service.url}/metrics") as response:
                 content_type = response.headers["Content-Type"]
 
-    # prometheus_client's CONTENT_TYPE_LATEST (the text format, as docs/observability.md says).
-    assert content_type == "text/plain; version=1.0.0; charset=utf-8"
+    # The text format by default, as docs/observability.md says (OpenMetrics when asked for).
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
 
     def value(name: str, **labels: str) -> float:
         assert key(name, **labels) in found, (name, labels)
@@ -405,3 +409,43 @@ async def test_the_docs_list_every_served_metric_with_its_type_and_labels(tmp_pa
         if labels:  # (a family with no series yet shows none: interlink_queue_stats_errors)
             assert documented[name][1] == labels, name
     assert sum(1 for _, labels in served.values() if labels) >= len(served) - 1
+
+
+async def test_openmetrics_scrapes_carry_exemplars_naming_the_spans(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    async with FakeUpstream() as upstream:
+        config = load_config(write_config(tmp_path, upstream.url))
+        async with Service(config) as service, aiohttp.ClientSession() as session:
+            await scripted_run(service, upstream, session)
+            openmetrics = {"Accept": "application/openmetrics-text; version=1.0.0"}
+            async with session.get(f"{service.url}/metrics", headers=openmetrics) as response:
+                content_type = response.headers["Content-Type"]
+                text = await response.text()
+            async with session.get(f"{service.url}/metrics") as response:
+                plain = await response.text()
+    assert content_type.startswith("application/openmetrics-text; version=1.0.0")
+    recorded = {
+        (f"{s.context.trace_id:032x}", f"{s.context.span_id:016x}")
+        for s in spans.get_finished_spans()
+        if s.context is not None
+    }
+    found: dict[str, list[Any]] = {}
+    for family in openmetrics_families(text):  # the strict parser: valid OpenMetrics
+        found[family.name] = [s.exemplar for s in family.samples if s.exemplar is not None]
+    for name in (DURATION, PROCESSING):
+        assert found[name], name
+        for exemplar in found[name]:
+            assert (exemplar.labels["trace_id"], exemplar.labels["span_id"]) in recorded
+            assert exemplar.timestamp is not None
+    assert found["interlink_webhooks_received"] == []  # counters carry none
+    assert "# {" not in plain  # the text format has no exemplars
+
+
+def test_without_tracing_a_histogram_keeps_no_exemplar() -> None:
+    from interlink.observability._metrics import _Histogram
+
+    histogram = _Histogram(DURATION_BUCKETS)
+    histogram.observe(0.2, at=1_800_000_000.0)  # no tracer provider is set
+    assert histogram.exemplars is None
+    assert all(len(bucket) == 2 for bucket in histogram.cumulative())

@@ -39,12 +39,13 @@ from typing import TYPE_CHECKING, Any
 
 from interlink import __version__
 from interlink.core.clock import SYSTEM_CLOCK, Clock
-from interlink.observability._tracing import KNOWN_METHODS
+from interlink.observability._tracing import KNOWN_METHODS, current_span_context, tracing_enabled
 from interlink.resilience import CircuitState
 from interlink.resilience._bulkhead import REJECTION_REASONS as BULKHEAD_REASONS
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
+    from prometheus_client.samples import Exemplar
 
     from interlink.client import ApiClient
     from interlink.messaging import Broker, Worker
@@ -102,29 +103,66 @@ def status_class(status: int | None) -> str:
     return _CLASSES[status // 100]
 
 
-class _Histogram:
-    """Bucket counts of one series (not cumulative: made so when exported)."""
+# The exemplar of a bucket: the trace and span ids (hex) of its latest sampled observation,
+# the value and the wall time it was observed at.
+_Exemplar = tuple[str, str, float, float]
 
-    __slots__ = ("bounds", "buckets", "count", "sum")
+
+def _current_ids() -> tuple[str, str] | None:
+    """The active span's trace and span ids in hex when it is sampled, else ``None``."""
+    if not tracing_enabled():
+        return None
+    context = current_span_context()
+    if context is None or not context.is_valid or not context.trace_flags.sampled:
+        return None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
+class _Histogram:
+    """Bucket counts of one series (not cumulative: made so when exported), with exemplars.
+
+    A bucket's exemplar is its latest observation made inside a sampled span:
+    served in the OpenMetrics format, it links a latency to its trace.
+    """
+
+    __slots__ = ("bounds", "buckets", "count", "exemplars", "sum")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = bounds
         self.buckets = [0] * (len(bounds) + 1)  # the last one is +Inf
         self.count = 0
         self.sum = 0.0
+        self.exemplars: list[_Exemplar | None] | None = None  # made with the first one
 
-    def observe(self, value: float) -> None:
-        self.buckets[bisect_left(self.bounds, value)] += 1  # le is inclusive
+    def observe(self, value: float, at: float | None = None) -> None:
+        """Count ``value``; ``at`` (wall time) keeps the active sampled span as an exemplar."""
+        index = bisect_left(self.bounds, value)  # le is inclusive
+        self.buckets[index] += 1
         self.count += 1
         self.sum += value
+        if at is not None:
+            ids = _current_ids()
+            if ids is not None:
+                if self.exemplars is None:
+                    self.exemplars = [None] * len(self.buckets)
+                self.exemplars[index] = (ids[0], ids[1], value, at)
 
-    def cumulative(self) -> list[tuple[str, float]]:
+    def cumulative(self) -> list[tuple[str, float] | tuple[str, float, Exemplar]]:
+        from prometheus_client.samples import Exemplar
+
         running = 0
-        out: list[tuple[str, float]] = []
-        for bound, seen in zip(self.bounds, self.buckets, strict=False):
+        out: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
+        bounds = [repr(bound) for bound in self.bounds]  # 0.005, 1.0: as prometheus_client does
+        exemplars = self.exemplars
+        for index, (bound, seen) in enumerate(zip([*bounds, "+Inf"], self.buckets, strict=True)):
             running += seen
-            out.append((repr(bound), running))  # 0.005, 1.0: as prometheus_client writes le
-        out.append(("+Inf", self.count))
+            kept = None if exemplars is None else exemplars[index]
+            if kept is None:
+                out.append((bound, running))
+            else:
+                trace_id, span_id, value, at = kept
+                labels = {"trace_id": trace_id, "span_id": span_id}
+                out.append((bound, running, Exemplar(labels, value, at)))
         return out
 
 
@@ -267,6 +305,7 @@ class MetricsRecorder:
     def _client_listener(self, client: str) -> Callable[[ResilienceEvent], None]:
         durations = self._client_durations
         bounds = self.buckets
+        clock = self.clock
 
         def listener(event: ResilienceEvent) -> None:
             if event.kind != "client.request":
@@ -281,7 +320,7 @@ class MetricsRecorder:
             series = durations.get(key)
             if series is None:
                 series = durations[key] = _Histogram(bounds)
-            series.observe(attributes["duration"])
+            series.observe(attributes["duration"], clock.wall())
 
         return listener
 
@@ -315,7 +354,7 @@ class MetricsRecorder:
         series = self._handler_durations.get(key)
         if series is None:
             series = self._handler_durations[key] = _Histogram(self.buckets)
-        series.observe(event.attributes["duration"])
+        series.observe(event.attributes["duration"], self.clock.wall())
 
     # -- the collector ------------------------------------------------------------------
     def collect(self) -> Iterator[Metric]:

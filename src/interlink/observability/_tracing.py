@@ -53,7 +53,7 @@ from interlink import __version__
 if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.sdk.trace.export import SpanExporter
-    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace import Span, SpanContext, Tracer
 
     from interlink.messaging._message import Message
     from interlink.service._config import TracingConfig
@@ -229,6 +229,13 @@ def _tracer() -> Tracer:
     _cached_tracer = tracer  # first: a thread that sees the new provider gets this tracer
     _cached_for = provider
     return tracer
+
+
+def current_span_context() -> SpanContext | None:
+    """The active span's ``SpanContext`` when tracing (``None`` otherwise)."""
+    if not enabled():
+        return None
+    return _api.get_current_span().get_span_context()
 
 
 def current_span() -> Span | None:

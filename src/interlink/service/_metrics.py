@@ -1,4 +1,9 @@
-"""``/metrics``: the service's metrics in the Prometheus text format.
+"""``/metrics``: the service's metrics in the Prometheus text format, or OpenMetrics.
+
+A scraper that asks for ``application/openmetrics-text`` (Prometheus does)
+gets OpenMetrics, whose histogram buckets carry exemplars: the trace and span
+ids of a recent observation made inside a sampled span. Anything else gets
+the classic text format (``prometheus_client.exposition.choose_encoder``).
 
 ``watch_service`` makes the service's ``MetricsRecorder``
 (``interlink.observability``) and points it at the clients and the webhook
@@ -25,8 +30,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -64,6 +69,8 @@ def metrics_route(service: Service) -> Route:
     async def metrics(request: Request) -> Response:
         if recorder is not None:
             await recorder.refresh_queues(service.broker, queues, within=within)
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        # The text format, or OpenMetrics (with exemplars) for a scraper that asks for it.
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encoder(registry), headers={"content-type": content_type})
 
     return Route("/metrics", metrics, methods=["GET"])
