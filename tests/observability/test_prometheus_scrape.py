@@ -4,9 +4,11 @@ The example configuration, pointed at two processes of one service (the
 receiver, and a worker serving its metrics on ``listen``), loads the alert
 rules, scrapes both, and the dashboard's expressions add up what each
 counts: every webhook received once, every message settled once, and the
-broker's dead letters once although both processes report them. Prometheus
-comes from Debian's ``prometheus`` package (``.ci/run`` installs it);
-without it the test skips.
+broker's dead letters once although both processes report them. The
+services are traced, and Prometheus (with exemplar storage on) scrapes them
+as OpenMetrics: the processing-duration exemplars it stores name the traces
+of the messages handled. Prometheus comes from Debian's ``prometheus``
+package (``.ci/run`` installs it); without it the test skips.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import contextlib
 import functools
 import json
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,10 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from interlink.observability._lean import LeanTracerProvider
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
 from tests.client.client_support import closed_port
@@ -74,6 +80,7 @@ async def prometheus(
             f"--config.file={config}",
             f"--storage.tsdb.path={data}",
             f"--web.listen-address={url.removeprefix('http://')}",
+            "--enable-feature=exemplar-storage",
             "--log.level=warn",
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
@@ -133,9 +140,26 @@ async def query(session: aiohttp.ClientSession, url: str, promql: str) -> dict[s
     return {",".join(item["metric"].values()): float(item["value"][1]) for item in result}
 
 
+async def exemplar_traces(session: aiohttp.ClientSession, url: str, metric: str) -> set[str]:
+    """The ``trace_id`` of every exemplar Prometheus stored for ``metric`` in the last hour."""
+    now = time.time()
+    params = {"query": metric, "start": str(now - 3600), "end": str(now + 60)}
+    async with session.get(f"{url}/api/v1/query_exemplars", params=params) as response:
+        body = await response.json()
+    assert body["status"] == "success", body
+    return {
+        exemplar["labels"]["trace_id"]
+        for series in body["data"]
+        for exemplar in series["exemplars"]
+    }
+
+
 async def test_prometheus_scrapes_serve_and_a_worker_and_the_dashboard_adds_them_up(
     tmp_path: Path,
 ) -> None:
+    # Traced (into memory), so that the histograms carry exemplars for Prometheus to store.
+    spans = InMemorySpanExporter()
+    trace.set_tracer_provider(LeanTracerProvider(spans, batch=False))
     HANDLED.clear()
     path = tmp_path / "interlink.yaml"
     path.write_text(CONFIG.format(db=tmp_path / "broker.db", secret=SECRET))
@@ -195,3 +219,15 @@ async def test_prometheus_scrapes_serve_and_a_worker_and_the_dashboard_adds_them
             rules = [rule for group in groups for rule in group["rules"]]
             assert len(rules) == 5
             assert {rule["health"] for rule in rules} == {"ok"}, rules
+            # Scraped as OpenMetrics, the processing durations brought their exemplars: each
+            # names the trace of a message the worker handled.
+            processing = "interlink_message_processing_duration_seconds_bucket"
+            stored = await exemplar_traces(session, url, processing)
+            traced = {
+                f"{span.context.trace_id:032x}"
+                for span in spans.get_finished_spans()
+                if span.context is not None and span.name == "process orders"
+            }
+            assert len(traced) == GOOD + 1
+            assert stored, "no exemplar stored"
+            assert stored <= traced
