@@ -446,6 +446,6 @@ def test_without_tracing_a_histogram_keeps_no_exemplar() -> None:
     from interlink.observability._metrics import _Histogram
 
     histogram = _Histogram(DURATION_BUCKETS)
-    histogram.observe(0.2, at=1_800_000_000.0)  # no tracer provider is set
+    histogram.observe(0.2, FakeClock(wall=1_800_000_000.0))  # no tracer provider is set
     assert histogram.exemplars is None
     assert all(len(bucket) == 2 for bucket in histogram.cumulative())

@@ -63,6 +63,7 @@ __all__ = [
     "configure_logging",
     "current_correlation_id",
     "current_message_id",
+    "current_span_ids",
     "made_up_request_id",
     "restore_correlation_id",
     "unbind_message",
@@ -94,12 +95,17 @@ except ImportError:  # pragma: no cover - depends on what is installed
     _otel_trace = None  # type: ignore[assignment]
 
 
-def _span_ids() -> tuple[str, str] | None:
-    """``(trace_id, span_id)`` in hex of the active, valid OTel span, else ``None``."""
+def current_span_ids(*, sampled_only: bool = False) -> tuple[str, str] | None:
+    """``(trace_id, span_id)`` in hex of the active, valid OTel span, else ``None``.
+
+    ``sampled_only``: ``None`` for a span whose trace is not sampled too (the
+    metrics' exemplars: an id no backend keeps links nowhere). Log lines carry
+    any valid one.
+    """
     if _otel_trace is None:  # pragma: no cover - depends on what is installed
         return None
     context = _otel_trace.get_current_span().get_span_context()
-    if not context.is_valid:
+    if not context.is_valid or (sampled_only and not context.trace_flags.sampled):
         return None
     return format(context.trace_id, "032x"), format(context.span_id, "016x")
 
@@ -128,7 +134,7 @@ def _trace_id_of(traceparent: bytes) -> str | None:
 
 
 def _new_id() -> str:
-    ids = _span_ids()
+    ids = current_span_ids()
     return ids[0] if ids is not None else os.urandom(16).hex()
 
 
@@ -460,7 +466,7 @@ _LEVELS: Final = {
 
 def _add_ids(logger: object, method_name: str, event_dict: Any) -> Any:
     correlation = _CORRELATION_ID.get()
-    spans = _span_ids()
+    spans = current_span_ids()
     if correlation is None and spans is not None:
         correlation = spans[0]
     if correlation is not None:

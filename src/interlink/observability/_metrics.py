@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 from interlink import __version__
 from interlink.core.clock import SYSTEM_CLOCK, Clock
-from interlink.observability._tracing import KNOWN_METHODS, current_span_context, tracing_enabled
+from interlink.observability._logging import current_span_ids
+from interlink.observability._tracing import KNOWN_METHODS, tracing_enabled
 from interlink.resilience import CircuitState
 from interlink.resilience._bulkhead import REJECTION_REASONS as BULKHEAD_REASONS
 
@@ -108,16 +109,6 @@ def status_class(status: int | None) -> str:
 _Exemplar = tuple[str, str, float, float]
 
 
-def _current_ids() -> tuple[str, str] | None:
-    """The active span's trace and span ids in hex when it is sampled, else ``None``."""
-    if not tracing_enabled():
-        return None
-    context = current_span_context()
-    if context is None or not context.is_valid or not context.trace_flags.sampled:
-        return None
-    return format(context.trace_id, "032x"), format(context.span_id, "016x")
-
-
 class _Histogram:
     """Bucket counts of one series (not cumulative: made so when exported), with exemplars.
 
@@ -134,18 +125,18 @@ class _Histogram:
         self.sum = 0.0
         self.exemplars: list[_Exemplar | None] | None = None  # made with the first one
 
-    def observe(self, value: float, at: float | None = None) -> None:
-        """Count ``value``; ``at`` (wall time) keeps the active sampled span as an exemplar."""
+    def observe(self, value: float, clock: Clock | None = None) -> None:
+        """Count ``value``; with ``clock``, inside a sampled span, keep it as the exemplar."""
         index = bisect_left(self.bounds, value)  # le is inclusive
         self.buckets[index] += 1
         self.count += 1
         self.sum += value
-        if at is not None:
-            ids = _current_ids()
+        if clock is not None and tracing_enabled():
+            ids = current_span_ids(sampled_only=True)
             if ids is not None:
                 if self.exemplars is None:
                     self.exemplars = [None] * len(self.buckets)
-                self.exemplars[index] = (ids[0], ids[1], value, at)
+                self.exemplars[index] = (ids[0], ids[1], value, clock.wall())
 
     def cumulative(self) -> list[tuple[str, float] | tuple[str, float, Exemplar]]:
         from prometheus_client.samples import Exemplar
@@ -320,7 +311,7 @@ class MetricsRecorder:
             series = durations.get(key)
             if series is None:
                 series = durations[key] = _Histogram(bounds)
-            series.observe(attributes["duration"], clock.wall())
+            series.observe(attributes["duration"], clock)
 
         return listener
 
@@ -354,7 +345,7 @@ class MetricsRecorder:
         series = self._handler_durations.get(key)
         if series is None:
             series = self._handler_durations[key] = _Histogram(self.buckets)
-        series.observe(event.attributes["duration"], self.clock.wall())
+        series.observe(event.attributes["duration"], self.clock)
 
     # -- the collector ------------------------------------------------------------------
     def collect(self) -> Iterator[Metric]:

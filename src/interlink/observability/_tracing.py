@@ -43,7 +43,15 @@ import sys
 import time
 import traceback
 import types
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, MutableMapping
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
@@ -53,7 +61,7 @@ from interlink import __version__
 if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.sdk.trace.export import SpanExporter
-    from opentelemetry.trace import Span, SpanContext, Tracer
+    from opentelemetry.trace import Span, Tracer
 
     from interlink.messaging._message import Message
     from interlink.service._config import TracingConfig
@@ -229,13 +237,6 @@ def _tracer() -> Tracer:
     _cached_tracer = tracer  # first: a thread that sees the new provider gets this tracer
     _cached_for = provider
     return tracer
-
-
-def current_span_context() -> SpanContext | None:
-    """The active span's ``SpanContext`` when tracing (``None`` otherwise)."""
-    if not enabled():
-        return None
-    return _api.get_current_span().get_span_context()
 
 
 def current_span() -> Span | None:
@@ -754,10 +755,32 @@ def process_span(message: Message, handler: str, system: str) -> Iterator[Span]:
     attributes["interlink.message.attempt"] = message.attempt
     attributes["interlink.message.delivery_count"] = message.delivery_count
     attributes["interlink.handler"] = handler
+    # (An attempt's own failure is settled, not raised: what leaves it is recorded, redacted.)
+    with _own_errors(
+        f"process {message.queue}", SpanKind.CONSUMER, attributes, _record_redacted, parent, links
+    ) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def _own_errors(
+    name: str,
+    kind: SpanKind,
+    attributes: dict[str, Any],
+    record: Callable[[Span, BaseException], None],
+    parent: Context | None = None,
+    links: Sequence[Link] = (),
+) -> Iterator[Span]:
+    """A current span whose escaping exception ``record`` records, not the API's default.
+
+    The API's ``use_span`` would put the exception's text in an event and the
+    status description: ``record`` is ``_record_redacted`` (its text through
+    the redactor) or ``_record_type`` (the class only).
+    """
     with _tracer().start_as_current_span(
-        f"process {message.queue}",
+        name,
         parent,
-        SpanKind.CONSUMER,
+        kind,
         attributes,
         links,
         record_exception=False,
@@ -765,9 +788,15 @@ def process_span(message: Message, handler: str, system: str) -> Iterator[Span]:
     ) as span:
         try:
             yield span
-        except BaseException as exc:  # (an attempt's own failure is settled, not raised)
-            _record_redacted(span, exc)
+        except BaseException as exc:
+            record(span, exc)
             raise
+
+
+def _record_type(span: Span, error: BaseException) -> None:
+    """``error.type`` and status Error, the class name as the description; a cancellation is none."""
+    if not isinstance(error, asyncio.CancelledError):
+        _error(span, _error_type(error), type(error).__name__)
 
 
 def _record_redacted(span: Span, error: BaseException) -> None:
@@ -794,18 +823,9 @@ def _record_redacted(span: Span, error: BaseException) -> None:
 @contextlib.contextmanager
 def handler_span(handler: str) -> Iterator[Span]:
     """``handler {name}`` INTERNAL around the handler function (its error recorded, redacted)."""
-    with _tracer().start_as_current_span(
-        f"handler {handler}",
-        kind=SpanKind.INTERNAL,
-        attributes={"interlink.handler": handler},
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        try:
-            yield span
-        except BaseException as exc:
-            _record_redacted(span, exc)
-            raise
+    attributes = {"interlink.handler": handler}
+    with _own_errors(f"handler {handler}", SpanKind.INTERNAL, attributes, _record_redacted) as span:
+        yield span
 
 
 def transform(transformer: Any, value: Any) -> Any:
@@ -866,20 +886,10 @@ def dead_letter_span(
     attributes["messaging.destination.name"] = dead_letter_queue
     attributes["interlink.dead_letter.source"] = message.queue
     attributes["interlink.reason"] = reason
-    with _tracer().start_as_current_span(
-        f"send {dead_letter_queue}",
-        kind=SpanKind.PRODUCER,
-        attributes=attributes,
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        _error(span, _error_type(error), type(error).__name__)
-        try:
-            yield
-        except BaseException as exc:
-            if not isinstance(exc, asyncio.CancelledError):
-                _error(span, _error_type(exc), type(exc).__name__)
-            raise
+    name = f"send {dead_letter_queue}"
+    with _own_errors(name, SpanKind.PRODUCER, attributes, _record_type) as span:
+        _record_type(span, error)
+        yield
 
 
 # -- the client ----------------------------------------------------------------------------
@@ -889,18 +899,8 @@ def client_call_span(client: str, method: str) -> Iterator[Span]:
     attributes: dict[str, Any] = {"interlink.client.name": client, "http.request.method": method}
     if method not in KNOWN_METHODS:
         _other_method(attributes, method)  # the name keeps the method: the caller's own
-    with _tracer().start_as_current_span(
-        f"{client} {method}",
-        kind=SpanKind.INTERNAL,
-        attributes=attributes,
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        try:
-            yield span
-        except Exception as exc:
-            _error(span, _error_type(exc), type(exc).__name__)
-            raise
+    with _own_errors(f"{client} {method}", SpanKind.INTERNAL, attributes, _record_type) as span:
+        yield span
 
 
 def call_status(span: Span, status: int) -> None:
