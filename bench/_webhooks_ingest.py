@@ -6,10 +6,12 @@ import base64
 import gc
 import importlib
 import os
+import resource
 import shutil
 import sqlite3
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from contextlib import ExitStack
@@ -23,6 +25,7 @@ from _webhooks_app import METRICS_PATH, PATH, QUEUE, SOURCE
 from _webhooks_load import (
     Pool,
     Server,
+    WrkRun,
     cpu_seconds,
     json_body,
     nginx_server,
@@ -58,6 +61,8 @@ class IngestCase:
     skipped: str | None = None
     db: Path | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)
+    # Its figures in each side-by-side round (side_by_side_run), where it ran with another.
+    side_by_side: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     sanity: dict[str, Any] | None = None
 
@@ -119,6 +124,50 @@ def _stored_count(db: Path) -> int | None:
         return None
 
 
+@dataclass(slots=True)
+class _Load:
+    """One case's part of a run: its pool of signed ids, wrk's script, its counters before."""
+
+    case: IngestCase
+    pool: Pool
+    script: Path
+    stored_before: int | None = None
+    cpu_before: float | None = None
+    threads_before: dict[int, float] = field(default_factory=dict)
+    cpu_after: float | None = None
+    threads_after: dict[int, float] = field(default_factory=dict)
+
+
+def _prepare(
+    case: IngestCase,
+    settings: Settings,
+    workdir: Path,
+    key: bytes,
+    body_path: Path,
+    body: bytes,
+    seconds: float,
+    label: str,
+    run_id: str,
+) -> _Load:
+    size = max(int(POOL_RATE * seconds), 10_000)
+    pool: Pool = write_pool(
+        workdir / f"pool-{case.name}.txt", key, body, size, f"{run_id}{case.name[:3]}{label}"
+    )
+    script = write_script(workdir / f"run-{case.name}.lua", pool, body_path, settings.wrk_threads)
+    return _Load(case, pool, script, _stored_count(case.db) if case.db else None)
+
+
+def _count(load: _Load, *, after: bool) -> None:
+    """The server's CPU seconds (all processes, and its threads), before or after the run."""
+    server = load.case.server
+    assert server is not None
+    cpu, threads = cpu_seconds(server.pids), thread_cpu_seconds(server.pid)
+    if after:
+        load.cpu_after, load.threads_after = cpu, threads
+    else:
+        load.cpu_before, load.threads_before = cpu, threads
+
+
 def one_run(
     case: IngestCase,
     settings: Settings,
@@ -140,29 +189,104 @@ def one_run(
     """
     server = case.server
     assert server is not None
-    size = max(int(POOL_RATE * seconds), 10_000)
-    pool: Pool = write_pool(
-        workdir / "pool.txt", key, body, size, f"{run_id}{case.name[:3]}{label}"
-    )
-    script = write_script(workdir / "run.lua", pool, body_path, settings.wrk_threads)
-    stored_before = _stored_count(case.db) if case.db else None
+    load = _prepare(case, settings, workdir, key, body_path, body, seconds, label, run_id)
     settle = wait_quiet(quiet_pids)
-    cpu_before = cpu_seconds(server.pids)
-    threads_before = thread_cpu_seconds(server.pid)
+    _count(load, after=False)
     gc.collect()
     stall = CpuStall()
     run = run_wrk(
         wrk,
         server.url + PATH,
-        script,
+        load.script,
         connections=CONNECTIONS,
         threads=settings.wrk_threads,
         seconds=seconds,
         timeout_seconds=WRK_TIMEOUT_SECONDS,
     )
-    cpu_after = cpu_seconds(server.pids)
-    threads_after = thread_cpu_seconds(server.pid)
-    cpu_pressure = stall.percent()
+    _count(load, after=True)
+    return _figures(load, run, stall.percent(), settle)
+
+
+def side_by_side_run(
+    cases: list[IngestCase],
+    settings: Settings,
+    wrk: str,
+    workdir: Path,
+    key: bytes,
+    body_path: Path,
+    body: bytes,
+    seconds: float,
+    label: str,
+    run_id: str,
+    quiet_pids: list[int],
+) -> dict[str, dict[str, Any]]:
+    """``cases`` loaded at once, each by a wrk of its own, their servers sharing one CPU.
+
+    Both servers are saturated over the same seconds, so the CPU's scheduler
+    gives each about half of it, and whatever else slows the machine in
+    those seconds (another guest, the host) slows both alike: their
+    requests/s over each other is each one's cost per request over the
+    other's, without the drift between back-to-back runs. wrk's own CPU is
+    both wrk processes' together (``wrk_cpu_busy_fraction``).
+    """
+    loads = [
+        _prepare(case, settings, workdir, key, body_path, body, seconds, label, run_id)
+        for case in cases
+    ]
+    settle = wait_quiet(quiet_pids)
+    for load in loads:
+        _count(load, after=False)
+    gc.collect()
+    stall = CpuStall()
+    runs: dict[str, WrkRun] = {}
+    failures: list[BaseException] = []
+
+    def drive(load: _Load) -> None:
+        server = load.case.server
+        assert server is not None
+        try:
+            runs[load.case.name] = run_wrk(
+                wrk,
+                server.url + PATH,
+                load.script,
+                connections=CONNECTIONS,
+                threads=settings.wrk_threads,
+                seconds=seconds,
+                timeout_seconds=WRK_TIMEOUT_SECONDS,
+            )
+        except BaseException as exc:  # handed to the caller below
+            failures.append(exc)
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    threads = [threading.Thread(target=drive, args=(load,)) for load in loads]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for load in loads:
+        _count(load, after=True)
+    if failures:
+        raise failures[0]
+    pressure = stall.percent()
+    wrk_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    out = {}
+    for load in loads:
+        run = runs[load.case.name]
+        run.wrk_cpu_seconds = wrk_cpu
+        out[load.case.name] = _figures(load, run, pressure, settle)
+    return out
+
+
+def _figures(
+    load: _Load, run: WrkRun, cpu_pressure: float | None, settle: float | None
+) -> dict[str, Any]:
+    """One case's figures for a wrk run, and whether the run is valid (every answer stored)."""
+    case, pool = load.case, load.pool
+    server = case.server
+    assert server is not None
+    cpu_before, threads_before = load.cpu_before, load.threads_before
+    cpu_after, threads_after = load.cpu_after, load.threads_after
     figures = run.figures
     duration = figures["duration_us"] / 1e6
     requests = figures["requests"]
@@ -212,8 +336,8 @@ def one_run(
             problems.append(f"{out['pool_wrapped_requests']} requests reused an id (duplicates)")
         time.sleep(0.3)  # the requests in flight when wrk stopped
         stored_after = _stored_count(case.db)
-        if stored_before is not None and stored_after is not None:
-            added = stored_after - stored_before
+        if load.stored_before is not None and stored_after is not None:
+            added = stored_after - load.stored_before
             out["stored_messages_added"] = added
             # wrk counts the requests answered before it stopped; up to one more per
             # connection was in flight then, and is stored without wrk counting it.
@@ -330,7 +454,9 @@ def measure_ingest(
     run_id = uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix="interlink-bench-webhooks-"))
     live = [case for case in cases if case.skipped is None]
-    task = progress.add_task("starting servers", total=len(live) * (settings.repeats + 1))
+    task = progress.add_task(
+        "starting servers", total=len(live) * (settings.repeats + 1) + settings.side_by_side
+    )
     try:
         body_path = workdir / "body.json"
         body_path.write_bytes(body)
@@ -387,6 +513,30 @@ def measure_ingest(
                     except Exception as exc:
                         case.errors.append(f"repeat {r + 1}: {type(exc).__name__}: {exc}")
                     progress.advance(task)
+            pair = [case for case in live if case.name in APP_OF_CASE]
+            for r in range(settings.side_by_side if len(pair) == 2 else 0):
+                progress.update(task, description=f"side by side {r + 1}/{settings.side_by_side}")
+                try:
+                    figures = side_by_side_run(
+                        pair,
+                        settings,
+                        wrk,
+                        workdir,
+                        key,
+                        body_path,
+                        body,
+                        settings.side_by_side_seconds,
+                        f"s{r}",
+                        run_id,
+                        server_pids(live),
+                    )
+                except Exception as exc:
+                    for case in pair:
+                        case.errors.append(f"side by side {r + 1}: {type(exc).__name__}: {exc}")
+                else:
+                    for case in pair:
+                        case.side_by_side.append(figures[case.name])
+                progress.advance(task)
             for case in live:
                 if case.db is not None:
                     stored = _stored(case.db)
@@ -485,6 +635,9 @@ def summarize_ingest(case: IngestCase) -> dict[str, Any]:
         out["pool_wrapped_requests_total"] = sum(run["pool_wrapped_requests"] for run in case.runs)
         out["all_runs_valid"] = all(run["valid"] for run in case.runs)
         out["each_repeat"] = case.runs
+    if case.side_by_side:
+        out["side_by_side_all_valid"] = all(run["valid"] for run in case.side_by_side)
+        out["side_by_side_each_round"] = case.side_by_side
     if case.sanity is not None:
         out["checks"] = case.sanity
     if case.errors:
