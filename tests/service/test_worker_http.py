@@ -99,6 +99,8 @@ async def test_a_worker_without_an_address_listens_nowhere(
         assert service.worker is not None
         assert service.url == ""
         assert service.app is None
+        # Nothing could scrape it, so nothing counts: no recorder on the clients or the worker.
+        assert service.metrics is None
 
 
 def test_a_listen_address_that_is_not_host_port_is_refused_before_anything_starts(

@@ -80,8 +80,8 @@ class ServiceSection(_Section):
         None,
         description="host:port `interlink worker` serves /livez, /readyz, /health and /metrics "
         "on (no webhooks, no admin; port 0 picks a free port, logged at start); `--listen` "
-        "overrides it. Unset: a worker process has no HTTP side, and what its handlers and "
-        "clients count is not served.",
+        "overrides it. Unset: a worker process has no HTTP side, and counts no metrics (nothing "
+        "could scrape them).",
     )
     admin_token: str | None = Field(
         None,

@@ -46,8 +46,14 @@ __all__ = ["metrics_route", "watch_service"]
 
 
 def watch_service(service: Service) -> MetricsRecorder | None:
-    """A recorder watching ``service``'s clients and receiver; ``None`` when metrics are off."""
-    if not service.config.observability.metrics.enabled:
+    """A recorder watching ``service``'s clients and receiver, or ``None``.
+
+    ``None`` when metrics are off, and in a process with no HTTP side (a
+    worker without ``--listen`` or ``service.worker_listen``): nothing could
+    scrape what it counted, and every client call and message would pay for
+    counting it.
+    """
+    if not service.config.observability.metrics.enabled or service.listen is None:
         return None
     recorder = MetricsRecorder()
     for client in service.clients.values():

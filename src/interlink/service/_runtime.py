@@ -4,8 +4,8 @@
 admin) and the workers in one process; ``interlink worker`` runs workers
 alone, so that receiving and processing scale apart, and serves only health
 and metrics, when it is given an address (``--listen``,
-``service.worker_listen``): what its handlers and clients count would
-otherwise be seen by no one. Several processes on the same SQLite
+``service.worker_listen``; without one it counts no metrics, which no one
+could scrape). Several processes on the same SQLite
 file or the same RabbitMQ cooperate: the broker hands each message to one.
 
 Start order is the order of dependence (broker, clients, receiver, workers,
@@ -123,7 +123,8 @@ class Service:
         self._started = False
         self._stopped = asyncio.Event()
         self._stop_tracing: Callable[[], None] | None = None  # observability (tracing)
-        # observability (metrics): made by ``_start`` unless observability.metrics.enabled is false.
+        # observability (metrics): made by ``_start`` unless observability.metrics.enabled is false
+        # or the process serves no HTTP (``watch_service``).
         self.metrics: MetricsRecorder | None = None
 
     @property
