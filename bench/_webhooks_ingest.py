@@ -61,7 +61,7 @@ class IngestCase:
     skipped: str | None = None
     db: Path | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)
-    # Its figures in each side-by-side round (side_by_side_run), where it ran with another.
+    # Its figures in each side-by-side round, where it ran at once with another (runs_at_once).
     side_by_side: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     sanity: dict[str, Any] | None = None
@@ -181,33 +181,12 @@ def one_run(
     run_id: str,
     quiet_pids: list[int],
 ) -> dict[str, Any]:
-    """A fresh pool of signed ids, one wrk run, and the server's CPU and stored rows around it.
-
-    The run starts once every server is idle (``wait_quiet``): the receiver's
-    background work after its own run (WAL checkpoints) must not land in the
-    next case's figures, nor a backlog in its own.
-    """
-    server = case.server
-    assert server is not None
-    load = _prepare(case, settings, workdir, key, body_path, body, seconds, label, run_id)
-    settle = wait_quiet(quiet_pids)
-    _count(load, after=False)
-    gc.collect()
-    stall = CpuStall()
-    run = run_wrk(
-        wrk,
-        server.url + PATH,
-        load.script,
-        connections=CONNECTIONS,
-        threads=settings.wrk_threads,
-        seconds=seconds,
-        timeout_seconds=WRK_TIMEOUT_SECONDS,
-    )
-    _count(load, after=True)
-    return _figures(load, run, stall.percent(), settle)
+    """One case's run: ``runs_at_once`` with that case alone."""
+    args = (settings, wrk, workdir, key, body_path, body, seconds, label, run_id, quiet_pids)
+    return runs_at_once([case], *args)[case.name]
 
 
-def side_by_side_run(
+def runs_at_once(
     cases: list[IngestCase],
     settings: Settings,
     wrk: str,
@@ -220,14 +199,19 @@ def side_by_side_run(
     run_id: str,
     quiet_pids: list[int],
 ) -> dict[str, dict[str, Any]]:
-    """``cases`` loaded at once, each by a wrk of its own, their servers sharing one CPU.
+    """Each case's fresh pool of signed ids, its wrk run, its server's CPU and stored rows.
 
-    Both servers are saturated over the same seconds, so the CPU's scheduler
+    The runs start once every server is idle (``wait_quiet``): the receiver's
+    background work after its own run (WAL checkpoints) must not land in the
+    next case's figures, nor a backlog in its own.
+
+    With several ``cases`` (side by side), each is loaded by a wrk of its
+    own over the same seconds, their servers sharing one CPU: the scheduler
     gives each about half of it, and whatever else slows the machine in
-    those seconds (another guest, the host) slows both alike: their
+    those seconds (another guest, the host) slows both alike, so their
     requests/s over each other is each one's cost per request over the
-    other's, without the drift between back-to-back runs. wrk's own CPU is
-    both wrk processes' together (``wrk_cpu_busy_fraction``).
+    other's, without the drift between back-to-back runs. wrk's CPU is then
+    all the wrk processes' together (``wrk_cpu_busy_fraction``).
     """
     loads = [
         _prepare(case, settings, workdir, key, body_path, body, seconds, label, run_id)
@@ -517,7 +501,7 @@ def measure_ingest(
             for r in range(settings.side_by_side if len(pair) == 2 else 0):
                 progress.update(task, description=f"side by side {r + 1}/{settings.side_by_side}")
                 try:
-                    figures = side_by_side_run(
+                    figures = runs_at_once(
                         pair,
                         settings,
                         wrk,
