@@ -138,22 +138,31 @@ class _Load:
     threads_after: dict[int, float] = field(default_factory=dict)
 
 
-def _prepare(
-    case: IngestCase,
-    settings: Settings,
-    workdir: Path,
-    key: bytes,
-    body_path: Path,
-    body: bytes,
-    seconds: float,
-    label: str,
-    run_id: str,
-) -> _Load:
+@dataclass(frozen=True, slots=True)
+class _Driver:
+    """What every wrk run of one benchmark shares."""
+
+    settings: Settings
+    wrk: str
+    workdir: Path
+    key: bytes
+    body_path: Path
+    body: bytes
+    run_id: str
+
+
+def _prepare(driver: _Driver, case: IngestCase, seconds: float, label: str) -> _Load:
     size = max(int(POOL_RATE * seconds), 10_000)
+    prefix = f"{driver.run_id}{case.name[:3]}{label}"
     pool: Pool = write_pool(
-        workdir / f"pool-{case.name}.txt", key, body, size, f"{run_id}{case.name[:3]}{label}"
+        driver.workdir / f"pool-{case.name}.txt", driver.key, driver.body, size, prefix
     )
-    script = write_script(workdir / f"run-{case.name}.lua", pool, body_path, settings.wrk_threads)
+    script = write_script(
+        driver.workdir / f"run-{case.name}.lua",
+        pool,
+        driver.body_path,
+        driver.settings.wrk_threads,
+    )
     return _Load(case, pool, script, _stored_count(case.db) if case.db else None)
 
 
@@ -168,35 +177,11 @@ def _count(load: _Load, *, after: bool) -> None:
         load.cpu_before, load.threads_before = cpu, threads
 
 
-def one_run(
-    case: IngestCase,
-    settings: Settings,
-    wrk: str,
-    workdir: Path,
-    key: bytes,
-    body_path: Path,
-    body: bytes,
-    seconds: float,
-    label: str,
-    run_id: str,
-    quiet_pids: list[int],
-) -> dict[str, Any]:
-    """One case's run: ``runs_at_once`` with that case alone."""
-    args = (settings, wrk, workdir, key, body_path, body, seconds, label, run_id, quiet_pids)
-    return runs_at_once([case], *args)[case.name]
-
-
 def runs_at_once(
+    driver: _Driver,
     cases: list[IngestCase],
-    settings: Settings,
-    wrk: str,
-    workdir: Path,
-    key: bytes,
-    body_path: Path,
-    body: bytes,
     seconds: float,
     label: str,
-    run_id: str,
     quiet_pids: list[int],
 ) -> dict[str, dict[str, Any]]:
     """Each case's fresh pool of signed ids, its wrk run, its server's CPU and stored rows.
@@ -213,10 +198,7 @@ def runs_at_once(
     other's, without the drift between back-to-back runs. wrk's CPU is then
     all the wrk processes' together (``wrk_cpu_busy_fraction``).
     """
-    loads = [
-        _prepare(case, settings, workdir, key, body_path, body, seconds, label, run_id)
-        for case in cases
-    ]
+    loads = [_prepare(driver, case, seconds, label) for case in cases]
     settle = wait_quiet(quiet_pids)
     for load in loads:
         _count(load, after=False)
@@ -230,11 +212,11 @@ def runs_at_once(
         assert server is not None
         try:
             runs[load.case.name] = run_wrk(
-                wrk,
+                driver.wrk,
                 server.url + PATH,
                 load.script,
                 connections=CONNECTIONS,
-                threads=settings.wrk_threads,
+                threads=driver.settings.wrk_threads,
                 seconds=seconds,
                 timeout_seconds=WRK_TIMEOUT_SECONDS,
             )
@@ -453,23 +435,12 @@ def measure_ingest(
                 except Exception as exc:
                     case.skipped = f"could not start or answer: {type(exc).__name__}: {exc}"
             live = [case for case in live if case.skipped is None]
+            driver = _Driver(settings, wrk, workdir, key, body_path, body, run_id)
             placement.load_side()
             for case in live:
                 progress.update(task, description=f"warm up {case.name}")
                 try:
-                    one_run(
-                        case,
-                        settings,
-                        wrk,
-                        workdir,
-                        key,
-                        body_path,
-                        body,
-                        settings.warm_up,
-                        "w",
-                        run_id,
-                        server_pids(live),
-                    )
+                    runs_at_once(driver, [case], settings.warm_up, "w", server_pids(live))
                 except Exception as exc:
                     case.errors.append(f"warm-up: {type(exc).__name__}: {exc}")
                 progress.advance(task)
@@ -479,21 +450,10 @@ def measure_ingest(
                         task, description=f"repeat {r + 1}/{settings.repeats} {case.name}"
                     )
                     try:
-                        case.runs.append(
-                            one_run(
-                                case,
-                                settings,
-                                wrk,
-                                workdir,
-                                key,
-                                body_path,
-                                body,
-                                settings.duration,
-                                f"r{r}",
-                                run_id,
-                                server_pids(live),
-                            )
+                        figures = runs_at_once(
+                            driver, [case], settings.duration, f"r{r}", server_pids(live)
                         )
+                        case.runs.append(figures[case.name])
                     except Exception as exc:
                         case.errors.append(f"repeat {r + 1}: {type(exc).__name__}: {exc}")
                     progress.advance(task)
@@ -502,17 +462,7 @@ def measure_ingest(
                 progress.update(task, description=f"side by side {r + 1}/{settings.side_by_side}")
                 try:
                     figures = runs_at_once(
-                        pair,
-                        settings,
-                        wrk,
-                        workdir,
-                        key,
-                        body_path,
-                        body,
-                        settings.side_by_side_seconds,
-                        f"s{r}",
-                        run_id,
-                        server_pids(live),
+                        driver, pair, settings.side_by_side_seconds, f"s{r}", server_pids(live)
                     )
                 except Exception as exc:
                     for case in pair:
