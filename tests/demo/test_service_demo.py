@@ -16,8 +16,10 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -182,6 +184,50 @@ def test_the_example_config_is_valid_as_shipped_and_is_the_default() -> None:
     assert set(loaded.config.clients) == {"provider", "internal"}
     assert loaded.config.queues["payments"].handler == "interlink.demo.payments:enrich_and_forward"
     assert default_config() == EXAMPLES / "demo.yaml"
+
+
+def test_a_wheel_carries_the_demo_config_and_finds_it_outside_a_checkout(tmp_path: Path) -> None:
+    """``pip install interlink`` then ``interlink demo``: the examples come with the wheel."""
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
+    built = subprocess.run(
+        [*pip_wheel, "-q", "-w", str(tmp_path / "dist"), str(EXAMPLES.parent)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("interlink-*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    packaged = site / "interlink" / "demo" / "examples"
+    for name in ("demo.yaml", "payment_mapping.yaml", "payment_events.jsonl"):
+        assert (packaged / name).read_bytes() == (EXAMPLES / name).read_bytes(), name
+    elsewhere = tmp_path / "elsewhere"  # no checkout above it, no examples/ in it
+    elsewhere.mkdir()
+    found = subprocess.run(
+        [sys.executable, "-c", _FIND_AND_CHECK],
+        cwd=elsewhere,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert found.returncode == 0, found.stderr
+    imported_from, config = found.stdout.split()
+    assert Path(imported_from).is_relative_to(site)  # the wheel's interlink, not the checkout's
+    assert Path(config) == packaged / "demo.yaml"
+
+
+# Which interlink was imported, and the demo config it finds (checked as the demo would load it).
+_FIND_AND_CHECK = """
+import interlink
+from interlink.demo._service import default_config
+from interlink.service._load import check_config
+path = default_config()
+check_config(path, environ={})
+print(interlink.__file__, path)
+"""
 
 
 def test_the_example_mapping_turns_the_sample_events_into_records() -> None:

@@ -57,9 +57,13 @@ _MAX_DEAD_LETTERS_READ = 100
 
 
 def default_config() -> Path:
-    """``examples/demo.yaml`` of this checkout (or of the current folder)."""
-    for root in (Path(__file__).resolve().parents[3], Path.cwd()):
-        candidate = root / "examples" / "demo.yaml"
+    """``examples/demo.yaml`` of this checkout, else of the current folder, else the wheel's.
+
+    A wheel carries the examples in ``interlink/demo/examples`` (pyproject.toml).
+    """
+    here = Path(__file__).resolve()
+    for folder in (here.parents[3] / "examples", Path.cwd() / "examples", here.parent / "examples"):
+        candidate = folder / "demo.yaml"
         if candidate.is_file():
             return candidate
     raise ConfigError(
