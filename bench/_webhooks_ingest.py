@@ -116,6 +116,23 @@ def _stored(db: Path) -> tuple[int, int] | None:
         return None
 
 
+def _settled_count(db: Path, *, limit: float = 3.0, step: float = 0.05) -> int | None:
+    """The stored messages once the count holds still for two reads in a row (or ``limit`` s).
+
+    Requests in flight when wrk stopped are still being stored: counted as
+    soon as they are, instead of after a fixed wait.
+    """
+    deadline = time.monotonic() + limit
+    last = _stored_count(db)
+    while time.monotonic() < deadline:
+        time.sleep(step)
+        now = _stored_count(db)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 def _stored_count(db: Path) -> int | None:
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as connection:
@@ -300,8 +317,7 @@ def _figures(
     if case.db is not None:
         if out["pool_wrapped_requests"]:
             problems.append(f"{out['pool_wrapped_requests']} requests reused an id (duplicates)")
-        time.sleep(0.3)  # the requests in flight when wrk stopped
-        stored_after = _stored_count(case.db)
+        stored_after = _settled_count(case.db)  # with the requests in flight when wrk stopped
         if load.stored_before is not None and stored_after is not None:
             added = stored_after - load.stored_before
             out["stored_messages_added"] = added

@@ -279,6 +279,14 @@ def compare(
     return comparison
 
 
+def _tracing_costs(base: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[float] | None:
+    """Tracing's server CPU per webhook, traced minus untraced, run by run (None if unmeasured)."""
+    cpu = "server_cpu_us_per_request"
+    if not all(run.get(cpu) for run in base + runs):
+        return None
+    return [round(t[cpu] - u[cpu], 1) for u, t in zip(base, runs, strict=True)]
+
+
 def _side_by_side(untraced: dict[str, Any], traced: dict[str, Any]) -> dict[str, Any]:
     """The traced fraction again, from rounds where both receivers ran at once on one CPU.
 
@@ -289,7 +297,6 @@ def _side_by_side(untraced: dict[str, Any], traced: dict[str, Any]) -> dict[str,
     base = untraced["side_by_side_each_round"]
     runs = traced["side_by_side_each_round"]
     ratios = _ratios([r["requests_per_s"] for r in runs], [r["requests_per_s"] for r in base])
-    cpu = "server_cpu_us_per_request"
     out: dict[str, Any] = {
         "value": round(statistics.median(ratios), 3),
         "each_round": [round(r, 3) for r in ratios],
@@ -299,10 +306,9 @@ def _side_by_side(untraced: dict[str, Any], traced: dict[str, Any]) -> dict[str,
             for u, t in zip(base, runs, strict=True)
         ],
     }
-    if all(run.get(cpu) for run in base + runs):
-        out["tracing_and_metrics_server_cpu_us_per_request_each_round"] = [
-            round(t[cpu] - u[cpu], 1) for u, t in zip(base, runs, strict=True)
-        ]
+    costs = _tracing_costs(base, runs)
+    if costs is not None:
+        out["tracing_and_metrics_server_cpu_us_per_request_each_round"] = costs
     out["method"] = (
         "both receivers pinned to the server CPU and loaded at once, each by its own wrk"
         " (64 connections), for the same seconds; traced requests/s over untraced within"
@@ -351,11 +357,9 @@ def _traced_fraction(
     )
     _conclusive(fraction, base, top, "untraced")
     cpu = "server_cpu_us_per_request"
-    if all(run.get(cpu) for run in base + runs):
-        costs = [t[cpu] - u[cpu] for t, u in zip(runs, base, strict=True)]
-        informational["tracing_and_metrics_server_cpu_us_per_request_each_repeat"] = [
-            round(c, 1) for c in costs
-        ]
+    costs = _tracing_costs(base, runs)
+    if costs is not None:
+        informational["tracing_and_metrics_server_cpu_us_per_request_each_repeat"] = costs
         informational["untraced_over_traced_server_cpu_per_request"] = round(
             statistics.median(_ratios([u[cpu] for u in base], [t[cpu] for t in runs])), 3
         )
