@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from interlink.core.errors import ConfigError
@@ -813,6 +813,7 @@ def test_datetime_reads_back_its_isoformat_as_the_same_instant(moment: datetime)
 
 @settings(max_examples=200)
 @given(st.integers(min_value=-62135596800 * 10**6, max_value=253402300799 * 10**6))
+@example(39670821185300)  # "39670821.185300" s: once read as the basic-format date 3967-08-21
 def test_datetime_epoch_microseconds_are_exact(micros: int) -> None:
     expected = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
     assert make_converter("datetime", {"unit": "us"})(micros) == expected
