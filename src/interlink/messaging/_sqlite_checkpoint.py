@@ -98,9 +98,13 @@ class Checkpointer:
     """The thread that checkpoints the file behind ``conn``; the writer ``nudge``s it.
 
     ``seen`` is the writer's commit count when the last checkpoint that
-    finished had started (every commit up to it is in the database file
-    unless a reader in another process held it back), ``frames`` the WAL's
-    length then, and ``checkpoints`` how many ran.
+    copied every frame of the WAL had started (every commit up to it is in
+    the database file), ``frames`` the WAL's length then, and ``checkpoints``
+    how many ran. A checkpoint can copy fewer frames than the WAL holds: a
+    reader's snapshot (the writer's own, taken in the instant a checkpoint
+    resets a reader slot, or a reader in another process) holds it back, and
+    until the next one copies the rest the database file is only meaningful
+    with its WAL beside it, as SQLite reads it.
     """
 
     def __init__(
@@ -180,7 +184,7 @@ class Checkpointer:
     def _run(self) -> None:
         seen = self._commits
         try:
-            busy, frames, _ = checkpoint(self._conn)
+            busy, frames, copied = checkpoint(self._conn)
         except sqlite3.Error as exc:
             if not self._failing:  # once per streak of failures, not every time
                 _log.warning("checkpoint of the SQLite broker's WAL failed: %s", exc)
@@ -188,5 +192,6 @@ class Checkpointer:
         else:
             self._failing = False
             self.checkpoints += 1
-            if not busy:  # another connection's checkpoint was under way: not ours to count
+            # Busy: another connection's checkpoint was under way, not ours to count.
+            if not busy and copied == frames:
                 self.seen, self.frames = seen, frames
