@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,17 @@ def _record_frames_copied(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return copied
 
 
+@contextlib.asynccontextmanager
+async def _started(path: Path) -> AsyncIterator[SqliteBroker]:
+    """A started broker on ``path``, closed at the end (start it after patching the module)."""
+    broker = SqliteBroker(str(path))
+    await broker.start()
+    try:
+        yield broker
+    finally:
+        await broker.close()
+
+
 def _only_when_hurried(monkeypatch: pytest.MonkeyPatch) -> None:
     """Commits never pause long enough for the checkpointer: only ``hurry`` makes it run."""
     monkeypatch.setattr(checkpoints, "IDLE", 3600.0)
@@ -85,9 +97,7 @@ async def test_commits_no_longer_checkpoint_the_checkpointer_does_once_they_paus
 ) -> None:
     monkeypatch.setattr(checkpoints, "IDLE", 0.02)
     path = tmp_path / "b.db"
-    broker = SqliteBroker(str(path))
-    await broker.start()
-    try:
+    async with _started(path) as broker:
         autocheckpoint = await broker._call(
             lambda c, _now: c.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
         )
@@ -96,26 +106,20 @@ async def test_commits_no_longer_checkpoint_the_checkpointer_does_once_they_paus
         assert checkpointer.alive
         await _publish_rounds(broker, 5, 20)
         await _wait_for(lambda: checkpointer.seen == broker.commits)
-        assert checkpointer.frames > 0
+        assert checkpointer.copied == checkpointer.frames > 0  # after a pause: the whole WAL
         assert _rows_in_the_database_file(path, tmp_path) == 100
-    finally:
-        await broker.close()
 
 
 async def test_after_a_pause_the_wal_starts_over_instead_of_growing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(checkpoints, "IDLE", 0.02)
-    broker = SqliteBroker(str(tmp_path / "b.db"))
-    await broker.start()
-    try:
+    async with _started(tmp_path / "b.db") as broker:
         checkpointer = _checkpointer(broker)
         first = max(await _publish_rounds(broker, 20, 50))
         await _wait_for(lambda: checkpointer.seen == broker.commits)
         second = max(await _publish_rounds(broker, 20, 50))
         assert second < 1.2 * first  # written over from the start, not appended (~2x)
-    finally:
-        await broker.close()
 
 
 async def test_commits_that_never_pause_still_get_checkpoints_every_max_delay(
@@ -124,9 +128,7 @@ async def test_commits_that_never_pause_still_get_checkpoints_every_max_delay(
     monkeypatch.setattr(checkpoints, "IDLE", 3600.0)  # no pause would ever be long enough
     monkeypatch.setattr(checkpoints, "MAX_DELAY", 0.05)
     copied = _record_frames_copied(monkeypatch)
-    broker = SqliteBroker(str(tmp_path / "b.db"))
-    await broker.start()
-    try:
+    async with _started(tmp_path / "b.db") as broker:
         checkpointer = _checkpointer(broker)
         deadline = time.monotonic() + 0.4
         while time.monotonic() < deadline:
@@ -137,31 +139,6 @@ async def test_commits_that_never_pause_still_get_checkpoints_every_max_delay(
         # not read alone here: a checkpoint that a snapshot held back part way leaves it
         # readable only with its WAL beside it (it read as "malformed" in 4 runs of 150).
         assert len([frames for frames in copied if frames > 0]) >= 3
-    finally:
-        await broker.close()
-
-
-async def test_a_checkpoint_that_copied_part_of_the_wal_is_not_counted_as_caught_up(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(checkpoints, "IDLE", 0.005)
-    results = [(0, 12, 10), (0, 14, 14)]  # held back by a reader's snapshot, then all
-    real = checkpoints.checkpoint
-    monkeypatch.setattr(
-        checkpoints, "checkpoint", lambda conn: results.pop(0) if results else real(conn)
-    )
-    broker = SqliteBroker(str(tmp_path / "b.db"))
-    await broker.start()
-    try:
-        checkpointer = _checkpointer(broker)
-        await broker.publish("q", b"x")
-        await _wait_for(lambda: checkpointer.checkpoints == 1)
-        assert (checkpointer.seen, checkpointer.frames) == (0, 0)
-        await broker.publish("q", b"x")
-        await _wait_for(lambda: checkpointer.checkpoints == 2)
-        assert (checkpointer.seen, checkpointer.frames) == (broker.commits, 14)
-    finally:
-        await broker.close()
 
 
 async def test_the_wal_stays_bounded_under_sustained_publishes(
@@ -171,16 +148,12 @@ async def test_the_wal_stays_bounded_under_sustained_publishes(
     monkeypatch.setattr(checkpoints, "WAL_LIMIT", limit)
     _only_when_hurried(monkeypatch)
     monkeypatch.setattr(store_module, "_CATCH_UP_AFTER", 8)  # ~0.7 MB past the limit at most
-    broker = SqliteBroker(str(tmp_path / "b.db"))
-    await broker.start()
-    try:
+    async with _started(tmp_path / "b.db") as broker:
         sizes = await _publish_rounds(broker, 80, 50)  # ~7 MB of WAL without a bound
         checkpointer = _checkpointer(broker)
         assert checkpointer.checkpoints >= 3  # hurried ones: nothing else makes it run
         assert max(sizes) < 4 * limit
         assert (await broker.stats("q")).ready == 4000
-    finally:
-        await broker.close()
 
 
 async def test_the_wal_stays_bounded_when_the_checkpointer_never_comes(
@@ -191,14 +164,10 @@ async def test_the_wal_stays_bounded_when_the_checkpointer_never_comes(
     _only_when_hurried(monkeypatch)
     monkeypatch.setattr(checkpoints.Checkpointer, "hurry", lambda self: None)
     monkeypatch.setattr(store_module, "_CATCH_UP_AFTER", 4)
-    broker = SqliteBroker(str(tmp_path / "b.db"))
-    await broker.start()
-    try:
+    async with _started(tmp_path / "b.db") as broker:
         sizes = await _publish_rounds(broker, 40, 50)
         assert max(sizes) < 4 * limit  # the writer checkpointed inline, 4 commits past it
         assert (await broker.stats("q")).ready == 2000
-    finally:
-        await broker.close()
 
 
 async def test_close_stops_the_checkpointer_and_checkpoints_everything(
@@ -254,20 +223,25 @@ async def test_failing_checkpoints_are_logged_once_and_publishing_goes_on(
     assert not checkpointer.alive
 
 
-async def test_a_checkpoint_that_finds_another_under_way_is_not_counted_as_caught_up(
+async def test_a_checkpoint_tells_what_it_copied_and_one_under_way_elsewhere_is_not_counted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(checkpoints, "IDLE", 0.005)
-    monkeypatch.setattr(checkpoints, "checkpoint", lambda conn: (1, -1, -1))
-    broker = SqliteBroker(str(tmp_path / "b.db"))
-    await broker.start()
-    try:
+    # Another connection's checkpoint under way; one a reader's snapshot held back; a whole one.
+    results = [(1, -1, -1), (0, 12, 10), (0, 14, 14)]
+    real = checkpoints.checkpoint
+    monkeypatch.setattr(
+        checkpoints, "checkpoint", lambda conn: results.pop(0) if results else real(conn)
+    )
+    async with _started(tmp_path / "b.db") as broker:
         checkpointer = _checkpointer(broker)
-        await broker.publish("q", b"x")
-        await _wait_for(lambda: checkpointer.checkpoints > 0)
-        assert (checkpointer.seen, checkpointer.frames) == (0, 0)
-    finally:
-        await broker.close()
+        found: list[tuple[int, int, int]] = []  # (seen, frames, copied) after each checkpoint
+        for _ in range(len(results)):
+            await broker.publish("q", b"x")
+            await _wait_for(lambda: checkpointer.checkpoints == len(found) + 1)
+            found.append((checkpointer.seen, checkpointer.frames, checkpointer.copied))
+        commits = broker.commits
+        assert found == [(0, 0, 0), (commits - 1, 12, 10), (commits, 14, 14)]
 
 
 def test_a_checkpointer_never_started_stops_and_closes_its_connection(tmp_path: Path) -> None:
@@ -286,9 +260,7 @@ def test_a_checkpointer_never_started_stops_and_closes_its_connection(tmp_path: 
 async def test_a_big_batch_runs_as_two_transactions_and_the_halves_keep_alternating(
     tmp_path: Path,
 ) -> None:
-    broker = SqliteBroker(str(tmp_path / "b.db"))
-    await broker.start()
-    try:
+    async with _started(tmp_path / "b.db") as broker:
 
         async def publisher() -> None:
             for _ in range(20):
@@ -299,8 +271,6 @@ async def test_a_big_batch_runs_as_two_transactions_and_the_halves_keep_alternat
         commits = broker.commits - before
         assert 40 <= commits < 100  # two per round of 100, not one, not one each
         assert (await broker.stats("q")).ready == 2000
-    finally:
-        await broker.close()
 
 
 @pytest.fixture

@@ -98,13 +98,15 @@ class Checkpointer:
     """The thread that checkpoints the file behind ``conn``; the writer ``nudge``s it.
 
     ``seen`` is the writer's commit count when the last checkpoint that
-    copied every frame of the WAL had started (every commit up to it is in
-    the database file), ``frames`` the WAL's length then, and ``checkpoints``
-    how many ran. A checkpoint can copy fewer frames than the WAL holds: a
-    reader's snapshot (the writer's own, taken in the instant a checkpoint
-    resets a reader slot, or a reader in another process) holds it back, and
-    until the next one copies the rest the database file is only meaningful
-    with its WAL beside it, as SQLite reads it.
+    finished had started, ``frames`` the WAL's length then, ``copied`` how
+    many of those frames are in the database file, and ``checkpoints`` how
+    many ran. Every commit up to ``seen`` is in the database file when
+    ``copied == frames``. A reader's snapshot can hold a checkpoint back part
+    way (the writer's own, taken in the instant a checkpoint resets a reader
+    slot, or a reader in another process); until the next one copies the
+    rest, the database file is meaningful only beside its WAL, as SQLite
+    reads it. The writer's catch-up needs no more than a checkpoint that
+    finished: its own copies the rest.
     """
 
     def __init__(
@@ -112,6 +114,7 @@ class Checkpointer:
     ) -> None:
         self.seen = 0
         self.frames = 0
+        self.copied = 0
         self.checkpoints = 0
         self._conn = conn
         self._idle = idle
@@ -192,6 +195,5 @@ class Checkpointer:
         else:
             self._failing = False
             self.checkpoints += 1
-            # Busy: another connection's checkpoint was under way, not ours to count.
-            if not busy and copied == frames:
-                self.seen, self.frames = seen, frames
+            if not busy:  # another connection's checkpoint was under way: not ours to count
+                self.seen, self.frames, self.copied = seen, frames, copied
