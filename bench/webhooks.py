@@ -59,9 +59,11 @@ the same run:
    gets about half of it, and whatever slows the machine over those seconds
    slows both. ``informational.ingest_traced_fraction_of_untraced_side_by_side``
    is (d)'s requests/s over (c)'s within each round, then the median:
-   informational (the target stays the figure above, as issue 8 states it),
-   but it is steadier than back-to-back runs on a VM whose speed drifts
-   (two identical servers side by side read 0.975-1.019 round by round).
+   informational (the target stays the figure above, as issue 8 states it).
+   It is steadier than back-to-back runs on a VM whose speed drifts (two
+   identical servers side by side read 0.975-1.019 round by round), but the
+   servers share the core's caches, which costs the traced one more: on a
+   fast VM it reads about a tenth below the back-to-back figure.
 
 Each run records the servers' CPU (busy fraction, microseconds per request,
 and for uvicorn the event-loop thread apart from the others, SQLite's writer
