@@ -26,8 +26,12 @@ Standard Webhooks v1 headers (``webhook-id``, ``webhook-timestamp``,
   thousands). Each webhook makes two spans (``POST /webhooks/bench`` SERVER,
   ``publish bench.events`` PRODUCER, which writes ``traceparent`` into the
   stored message's headers).
+- ``interlink_traced_tenth_app()``: the same at sampling ratio 0.1 (for the
+  informational figure beside issue 8's target): one webhook in ten makes its
+  two spans; the other nine still carry an unsampled ``traceparent`` with a
+  span id of their own into the stored message.
 
-Run as a script (``python bench/_webhooks_app.py starlette|interlink|interlink_traced [--cpu N]``)
+Run as a script (``python bench/_webhooks_app.py <app> [--cpu N]``, ``<app>`` one of ``APPS``)
 it is the server process the benchmark starts: it pins itself to CPU ``N``
 first (so every thread it starts later, SQLite's writer included, runs
 there), builds the app and freezes what that made (``gc.freeze``, as
@@ -114,8 +118,8 @@ def interlink_app() -> Any:
     return WebhookReceiver([source], broker=f"sqlite:///{db}")
 
 
-def interlink_traced_app() -> Any:
-    """``interlink_app()`` with tracing (ratio 1.0, spans batched and discarded) and metrics."""
+def interlink_traced_app(ratio: float = 1.0) -> Any:
+    """``interlink_app()`` with tracing (``ratio``, spans batched and discarded) and metrics."""
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -136,7 +140,7 @@ def interlink_traced_app() -> Any:
 
     exporter = DiscardingExporter()
     configure_tracing(
-        TracingConfig(sampling_ratio=1.0), service_name="interlink-bench", exporter=exporter
+        TracingConfig(sampling_ratio=ratio), service_name="interlink-bench", exporter=exporter
     )
     receiver = interlink_app()
     recorder = MetricsRecorder()
@@ -164,6 +168,7 @@ APPS: dict[str, Callable[[], Any]] = {
     "starlette": starlette_app,
     "interlink": interlink_app,
     "interlink_traced": interlink_traced_app,
+    "interlink_traced_tenth": lambda: interlink_traced_app(0.1),
 }
 
 

@@ -50,7 +50,13 @@ INGEST_BODY = 1024
 POOL_RATE = 20_000
 WRK_TIMEOUT_SECONDS = 5
 # The server app (``_webhooks_app.py``) each interlink case runs.
-APP_OF_CASE = {"interlink_receiver": "interlink", "interlink_receiver_traced": "interlink_traced"}
+APP_OF_CASE = {
+    "interlink_receiver": "interlink",
+    "interlink_receiver_traced": "interlink_traced",
+    "interlink_receiver_traced_ratio_0_1": "interlink_traced_tenth",
+}
+# The two receivers the side-by-side rounds load at once.
+SIDE_BY_SIDE = ("interlink_receiver", "interlink_receiver_traced")
 
 
 @dataclass(slots=True)
@@ -415,6 +421,11 @@ def measure_ingest(
             " batched to an exporter that reads and discards them); a MetricsRecorder watching"
             " the receiver behind GET /metrics, scraped once after the timed runs",
         ),
+        IngestCase(
+            "interlink_receiver_traced_ratio_0_1",
+            "the traced receiver (its own SQLite file) at sampling ratio 0.1: one webhook in"
+            " ten makes its spans, every one stores a traceparent; informational",
+        ),
     ]
     if wrk is None:
         reason = "wrk is not installed (apt-get install wrk)"
@@ -425,9 +436,9 @@ def measure_ingest(
         cases[0].skipped = "nginx is not installed (apt-get install nginx)"
     missing = _missing(("interlink.webhooks",), "interlink.webhooks is not available")
     if missing:
-        cases[2].skipped = cases[3].skipped = missing
+        cases[2].skipped = cases[3].skipped = cases[4].skipped = missing
     else:
-        cases[3].skipped = _missing(
+        cases[3].skipped = cases[4].skipped = _missing(
             ("opentelemetry.sdk.trace", "prometheus_client"),
             "tracing and metrics need the otel and service extras",
         )
@@ -473,7 +484,7 @@ def measure_ingest(
                     except Exception as exc:
                         case.errors.append(f"repeat {r + 1}: {type(exc).__name__}: {exc}")
                     progress.advance(task)
-            pair = [case for case in live if case.name in APP_OF_CASE]
+            pair = [case for case in live if case.name in SIDE_BY_SIDE]
             for r in range(settings.side_by_side if len(pair) == 2 else 0):
                 progress.update(task, description=f"side by side {r + 1}/{settings.side_by_side}")
                 try:
@@ -494,7 +505,7 @@ def measure_ingest(
                         case.sanity = dict(case.sanity or {})
                         case.sanity["stored_messages_total"] = stored[0]
                         case.sanity["stored_distinct_ids_total"] = stored[1]
-                if case.name == "interlink_receiver_traced":
+                if case.name.startswith("interlink_receiver_traced"):
                     try:
                         case.sanity = dict(case.sanity or {}, **_scrape(case))
                     except Exception as exc:
