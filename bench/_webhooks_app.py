@@ -26,10 +26,11 @@ Standard Webhooks v1 headers (``webhook-id``, ``webhook-timestamp``,
   thousands). Each webhook makes two spans (``POST /webhooks/bench`` SERVER,
   ``publish bench.events`` PRODUCER, which writes ``traceparent`` into the
   stored message's headers).
-- ``interlink_traced_tenth_app()``: the same at sampling ratio 0.1 (for the
-  informational figure beside issue 8's target): one webhook in ten makes its
-  two spans; the other nine still carry an unsampled ``traceparent`` with a
-  span id of their own into the stored message.
+- ``interlink_traced_app(0.1)`` (the app ``interlink_traced_tenth``): the
+  same at sampling ratio 0.1, for the informational figure beside issue 8's
+  target. One webhook in ten makes its two spans; the other nine still carry
+  an unsampled ``traceparent``, with a span id of their own, into the stored
+  message.
 
 Run as a script (``python bench/_webhooks_app.py <app> [--cpu N]``, ``<app>`` one of ``APPS``)
 it is the server process the benchmark starts: it pins itself to CPU ``N``
