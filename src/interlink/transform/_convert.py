@@ -586,9 +586,10 @@ def _make_datetime(options: dict[str, Any]) -> Step:
     seconds = unit in ("s", "auto")
 
     def to_datetime(value: Any) -> datetime:
-        # An epoch number as text ("1712345678", "39670821.1853") goes the slow way, which
-        # reads it as one: fromisoformat takes 8 digits and a fraction for a basic-format date.
-        if type(value) is str and not value.replace(".", "", 1).isdigit():
+        # Extended-format ISO text ("2024-05-01..."), the usual case, straight to fromisoformat.
+        # Any other text goes the slow way, which reads an epoch number first: fromisoformat
+        # would take "39670821.1853" (unit s) for the basic-format date 3967-08-21.
+        if type(value) is str and value[4:5] == "-":
             try:
                 moment = _fromisoformat(value)
             except ValueError:
