@@ -10,7 +10,6 @@ live scrape.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -24,20 +23,12 @@ import yaml
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
 from interlink.testing import FakeUpstream
+from tests.observability.deploy_support import ROOT, dashboard, panels, promql, variables
 from tests.observability.metrics_support import scripted_run, write_config
 
-ROOT = Path(__file__).resolve().parents[2]
-DASHBOARD = ROOT / "deploy" / "grafana" / "interlink.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 ALERT_TESTS = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
 METRIC = re.compile(r"\binterlink_[a-z0-9_]+")
-# Grafana's variables, replaced by PromQL that parses, for promtool.
-GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$job": ".*", "$client": ".*", "$queue": ".*"}
-
-
-def dashboard() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
-    return loaded
 
 
 def alert_rules() -> list[dict[str, Any]]:
@@ -45,14 +36,9 @@ def alert_rules() -> list[dict[str, Any]]:
     return [rule for group in groups for rule in group["rules"]]
 
 
-def panels() -> list[dict[str, Any]]:
-    return [panel for panel in dashboard()["panels"] if panel["type"] != "row"]
-
-
 def dashboard_exprs() -> list[str]:
     exprs = [target["expr"] for panel in panels() for target in panel["targets"]]
-    for variable in dashboard()["templating"]["list"]:
-        exprs.append(variable["query"]["query"])
+    exprs.extend(variable["query"]["query"] for variable in variables())
     return exprs
 
 
@@ -203,12 +189,7 @@ def test_each_alert_fires_when_it_should_and_only_then() -> None:
 def test_promtool_parses_every_dashboard_expression(tmp_path: Path) -> None:
     rules = []
     for n, expr in enumerate(dashboard_exprs()):
-        if expr.startswith("label_values("):  # Grafana's function, not PromQL
-            expr = expr.removeprefix("label_values(").rsplit(",", 1)[0]
-        for variable, value in GRAFANA_VARIABLES.items():
-            expr = expr.replace(variable, value)
-        expr = expr.replace("$source", ".*")
-        rules.append({"record": f"dashboard:expr_{n}", "expr": expr})
+        rules.append({"record": f"dashboard:expr_{n}", "expr": promql(expr, "5m")})
     path = tmp_path / "dashboard_rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     result = subprocess.run(

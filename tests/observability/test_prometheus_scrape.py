@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import re
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -32,16 +33,18 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from interlink.observability._lean import LeanTracerProvider
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
+from interlink.testing import FakeUpstream
 from tests.client.client_support import closed_port
+from tests.observability.deploy_support import ROOT, panels, promql, variables
+from tests.observability.metrics_support import scripted_run, write_config
 from tests.polling import eventually
 from tests.service.ops_support import HANDLED, post_webhook
 from tests.webhooks.signing import SECRET
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
-DASHBOARD = ROOT / "deploy" / "grafana" / "interlink.json"
 GOOD = 5
+BY = re.compile(r"\bby \(([^)]*)\)")
 
 CONFIG = """
 service:
@@ -106,16 +109,31 @@ async def prometheus(
     raise AssertionError("prometheus found no free port in three tries")
 
 
+def scrape_config(tmp_path: Path, processes: dict[str, str]) -> Path:
+    """deploy/prometheus/prometheus.yml scraping ``processes`` (``process`` label: URL) each second."""
+    example = yaml.safe_load(EXAMPLE.read_text())
+    example["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    example["rule_files"] = [str(ALERTS)]
+    (job,) = example["scrape_configs"]
+    job["static_configs"] = [
+        group for group in job["static_configs"] if group["labels"]["process"] in processes
+    ]
+    for group in job["static_configs"]:
+        group["targets"] = [processes[group["labels"]["process"]].removeprefix("http://")]
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump(example))
+    return config
+
+
 def dead_letters_panel() -> str:
     """The dashboard's dead-letter query, its Grafana variables set to "all"."""
-    model = json.loads(DASHBOARD.read_text())
     (expr,) = (
         target["expr"]
-        for panel in model["panels"]
-        for target in panel.get("targets", [])
+        for panel in panels()
+        for target in panel["targets"]
         if "interlink_queue_dead_letters" in target["expr"]
     )
-    return str(expr).replace("$job", ".*").replace("$queue", ".*")
+    return promql(expr, "1m")
 
 
 async def answers(
@@ -131,13 +149,21 @@ async def answers(
         return False  # not listening yet
 
 
-async def query(session: aiohttp.ClientSession, url: str, promql: str) -> dict[str, float]:
-    """An instant query's result, each series by its one label left (``""`` without any)."""
+async def series(session: aiohttp.ClientSession, url: str, promql: str) -> list[dict[str, str]]:
+    """An instant query's series: the labels of each."""
     async with session.get(f"{url}/api/v1/query", params={"query": promql}) as response:
         body = await response.json()
     assert body["status"] == "success", body
     result: list[dict[str, Any]] = body["data"]["result"]
-    return {",".join(item["metric"].values()): float(item["value"][1]) for item in result}
+    return [{**item["metric"], "": item["value"][1]} for item in result]
+
+
+async def query(session: aiohttp.ClientSession, url: str, promql: str) -> dict[str, float]:
+    """An instant query's result, each series by its labels' values (``""`` without any)."""
+    return {
+        ",".join(value for name, value in found.items() if name): float(found[""])
+        for found in await series(session, url, promql)
+    }
 
 
 async def exemplar_traces(session: aiohttp.ClientSession, url: str, metric: str) -> set[str]:
@@ -169,15 +195,7 @@ async def test_prometheus_scrapes_serve_and_a_worker_and_the_dashboard_adds_them
         Service(loaded, http=False, listen="127.0.0.1:0") as worker,
         aiohttp.ClientSession() as session,
     ):
-        example = yaml.safe_load(EXAMPLE.read_text())
-        example["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-        example["rule_files"] = [str(ALERTS)]
-        (job,) = example["scrape_configs"]
-        where = {"serve": serve.url, "worker": worker.url}
-        for group in job["static_configs"]:
-            group["targets"] = [where[group["labels"]["process"]].removeprefix("http://")]
-        config = tmp_path / "prometheus.yml"
-        config.write_text(yaml.safe_dump(example))
+        config = scrape_config(tmp_path, {"serve": serve.url, "worker": worker.url})
 
         for n in range(GOOD):
             body = json.dumps({"id": f"o{n}"}).encode()
@@ -231,3 +249,58 @@ async def test_prometheus_scrapes_serve_and_a_worker_and_the_dashboard_adds_them
             assert len(traced) == GOOD + 1
             assert stored, "no exemplar stored"
             assert stored <= traced
+
+
+async def test_every_panel_and_variable_of_the_dashboard_shows_data(tmp_path: Path) -> None:
+    """Each query the dashboard sends, as Grafana sends it, answers with series, none empty.
+
+    The other tests check that the metrics the dashboard names are served;
+    this one runs the dashboard's own queries (labels, ``by`` clauses,
+    ratios, quantiles) on what a real Prometheus scraped from the service
+    after the scripted run that makes every metric count something. A
+    panel whose query names a label the metric does not have, or divides by
+    a series that never matches, is a blank panel: it fails here.
+    """
+    async with FakeUpstream() as upstream:
+        loaded = load_config(write_config(tmp_path, upstream.url))
+        async with Service(loaded) as service, aiohttp.ClientSession() as session:
+            config = scrape_config(tmp_path, {"serve": service.url})
+            async with prometheus(config, tmp_path / "tsdb", session) as url:
+
+                async def up() -> bool:
+                    return await query(session, url, "sum by (process) (up)") == {"serve": 1.0}
+
+                await eventually(up, "the service scraped", within=30, step=0.2)
+                await scripted_run(service, upstream, session)
+                queries = {
+                    f"{panel['title']} [{target['refId']}]": promql(target["expr"], "1m")
+                    for panel in panels()
+                    for target in panel["targets"]
+                }
+                queries.update(
+                    {
+                        f"variable {variable['name']}": promql(variable["query"]["query"], "1m")
+                        for variable in variables()
+                    }
+                )
+                blank: dict[str, str] = {}
+
+                async def all_show_data() -> bool:
+                    blank.clear()
+                    for title, promql_query in queries.items():
+                        found = await series(session, url, promql_query)
+                        # Each series carries the labels the legend and the table show.
+                        wanted = {
+                            label.strip()
+                            for labels in BY.findall(promql_query)
+                            for label in labels.split(",")
+                        } - {"le"}
+                        if not found or any(not wanted <= found_one.keys() for found_one in found):
+                            blank[title] = f"{promql_query} -> {found}"
+                    return not blank
+
+                # A rate needs two scrapes of a series: the last ones appear with the run's end.
+                await eventually(
+                    all_show_data, lambda: f"data in every panel; blank: {blank}", 30, step=0.5
+                )
+    assert len(queries) >= 20  # every panel's targets and the four variables were asked
