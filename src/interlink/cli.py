@@ -46,6 +46,11 @@ def demo(
     config: Path | None = typer.Option(  # noqa: B008 - typer's way
         None, "--config", "-c", help="The service's config (default: examples/demo.yaml)."
     ),
+    listen: str | None = typer.Option(
+        None,
+        metavar="HOST:PORT",
+        help="Where the service listens (default: a free port on 127.0.0.1).",
+    ),
 ) -> None:
     """Run the service live: a provider's webhooks in, a flaky API, a breaker, a DLQ."""
     import asyncio
@@ -55,7 +60,9 @@ def demo(
 
     try:
         asyncio.run(
-            run_service_demo(duration=duration, rate=rate, config=config, handle_signals=True)
+            run_service_demo(
+                duration=duration, rate=rate, config=config, listen=listen, handle_signals=True
+            )
         )
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -10,12 +10,14 @@ and a pipe (plain lines and a summary), and without it until SIGINT.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import io
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,6 +36,7 @@ from interlink.demo import OutagePlan, ServiceDemo
 from interlink.demo._service import default_config
 from interlink.service._load import check_config
 from interlink.transform import Mapping, TransformError
+from tests.client.client_support import closed_port
 from tests.polling import eventually
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -129,6 +132,61 @@ async def test_with_a_duration_it_stops_by_itself_and_drains_the_queue() -> None
     assert report.forwarded > 0
     assert "provider: stops sending webhooks" in out.getvalue()
     assert report.phase.startswith("Stopping")
+
+
+async def test_with_listen_it_serves_where_it_is_told() -> None:
+    """``--listen``: a Prometheus or a browser can be pointed at the demo before it starts."""
+    for _ in range(3):  # the free port found may be taken before the demo binds it: another
+        port = closed_port()
+        if await serves_metrics_at(port):
+            return
+    raise AssertionError("no free port stayed free for the demo in three tries")
+
+
+async def serves_metrics_at(port: int) -> bool:
+    """A demo told to listen on ``port`` serves its metrics there; False if the port was taken."""
+    demo = ServiceDemo(
+        Console(file=io.StringIO(), width=200), rate=10.0, listen=f"127.0.0.1:{port}"
+    )
+    run = asyncio.create_task(demo.run())
+    try:
+        await eventually(lambda: bool(demo.report.urls) or run.done(), "serving", within=20)
+        if run.done():
+            assert "already in use" in str(run.exception())
+            return False
+        assert demo.report.urls["metrics"] == f"http://127.0.0.1:{port}/metrics"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(demo.report.urls["metrics"]) as response,
+        ):
+            assert response.status == 200
+            assert "interlink_webhooks_received_total" in await response.text()
+    finally:
+        demo.stop()
+        with contextlib.suppress(ConfigError):
+            await asyncio.wait_for(run, 30)
+    return True
+
+
+async def test_a_listen_address_in_use_is_refused_and_nothing_keeps_running() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        demo = ServiceDemo(Console(file=io.StringIO()), duration=5.0, listen=f"127.0.0.1:{port}")
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}: .*in use"):
+            await asyncio.wait_for(demo.run(), 30)
+    assert demo.provider.url
+    assert not await answers(demo.provider.url)
+    assert not await answers(demo.internal.url)
+
+
+async def answers(url: str) -> bool:
+    try:
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            return response.status > 0
+    except aiohttp.ClientError:
+        return False
 
 
 async def test_on_a_terminal_it_renders_the_live_view() -> None:
@@ -257,10 +315,15 @@ def test_the_example_mapping_turns_the_sample_events_into_records() -> None:
         ({"duration": -5.0}, "duration must be a positive number of seconds, got -5.0"),
         ({"rate": 0.0}, "rate must be a positive number of webhooks a second, got 0.0"),
         ({"rate": float("nan")}, "rate must be a positive number of webhooks a second, got nan"),
+        ({"listen": "8080"}, "listen: expected host:port such as 127.0.0.1:8080, found '8080'"),
+        (
+            {"listen": "[::1]:99999"},
+            "listen: expected host:port such as 127.0.0.1:8080, found '[::1]:99999'",
+        ),
     ],
 )
 def test_bad_settings_are_refused_before_anything_starts(
-    options: dict[str, float], message: str
+    options: dict[str, object], message: str
 ) -> None:
     with pytest.raises(ConfigError) as refused:
         ServiceDemo(Console(file=io.StringIO()), **options)  # type: ignore[arg-type]
@@ -306,7 +369,9 @@ def test_the_command_refuses_a_config_without_the_demo_clients(tmp_path: Path) -
     assert "the demo's config needs clients named provider and internal" in result.output
 
 
-@pytest.mark.parametrize("args", [["--duration", "0"], ["--rate", "0"], ["--rate", "fast"]])
+@pytest.mark.parametrize(
+    "args", [["--duration", "0"], ["--rate", "0"], ["--rate", "fast"], ["--listen", "localhost"]]
+)
 def test_the_command_refuses_bad_options(args: list[str]) -> None:
     result = runner.invoke(app, ["demo", *args])
     assert result.exit_code == 2

@@ -83,7 +83,9 @@ class ServiceDemo:
     ``handle_signals``). ``rate``: webhooks per second. ``outage``: when the
     provider's API is down (default: from 30% to 50% of ``duration``; without
     one, 8 s every minute from 15 s in). ``config``: the service's config file
-    (default ``examples/demo.yaml``). While it runs, ``report`` holds the
+    (default ``examples/demo.yaml``). ``listen``: ``host:port`` of the
+    service's HTTP side (default: a free port on loopback), for a Prometheus or
+    a browser pointed at it ahead of the run. While it runs, ``report`` holds the
     latest figures and ``service`` the running ``Service``; ``provider`` and
     ``internal`` are the simulated upstreams.
     """
@@ -96,6 +98,7 @@ class ServiceDemo:
         rate: float = 5.0,
         outage: OutagePlan | None = None,
         config: Path | str | None = None,
+        listen: str | None = None,
         handle_signals: bool = False,
         tick: float = 0.25,
         progress_every: float = 2.0,
@@ -104,6 +107,13 @@ class ServiceDemo:
             raise ConfigError(f"duration must be a positive number of seconds, got {duration!r}")
         if not rate > 0:
             raise ConfigError(f"rate must be a positive number of webhooks a second, got {rate!r}")
+        if listen is not None:
+            from interlink.service._config import split_listen
+
+            try:
+                split_listen(listen)
+            except ValueError as exc:
+                raise ConfigError(f"listen: {exc}") from None
         self.console = console or Console()
         self.duration = duration
         if outage is None:
@@ -113,6 +123,7 @@ class ServiceDemo:
                 else OutagePlan(start=0.3 * duration, length=max(2.0, 0.2 * duration))
             )
         self.config_path = Path(config) if config is not None else default_config()
+        self.listen = listen
         self.handle_signals = handle_signals
         self.tick = tick
         self.progress_every = progress_every
@@ -184,7 +195,7 @@ class ServiceDemo:
                 await self.internal.start()
                 environ = {
                     **os.environ,
-                    "DEMO_LISTEN": "127.0.0.1:0",
+                    "DEMO_LISTEN": "127.0.0.1:0" if self.listen is None else self.listen,
                     "DEMO_BROKER_URL": _broker_url(folder),
                     "DEMO_PROVIDER_URL": self.provider.url,
                     "DEMO_PROVIDER_TOKEN": self._token,
@@ -458,10 +469,16 @@ async def run_service_demo(
     duration: float | None = None,
     rate: float = 5.0,
     config: Path | str | None = None,
+    listen: str | None = None,
     handle_signals: bool = False,
 ) -> ServiceDemoReport:
     """Run the service demo (see ``ServiceDemo``) and return what it counted."""
     demo = ServiceDemo(
-        console, duration=duration, rate=rate, config=config, handle_signals=handle_signals
+        console,
+        duration=duration,
+        rate=rate,
+        config=config,
+        listen=listen,
+        handle_signals=handle_signals,
     )
     return await demo.run()
