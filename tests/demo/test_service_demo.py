@@ -10,6 +10,7 @@ and a pipe (plain lines and a summary), and without it until SIGINT.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import io
@@ -31,8 +32,10 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from interlink.cli import app
+from interlink.client import parse_quota
 from interlink.core.errors import ConfigError
 from interlink.demo import OutagePlan, ServiceDemo
+from interlink.demo._provider import PaymentProvider
 from interlink.demo._service import default_config
 from interlink.service._load import check_config
 from interlink.transform import Mapping, TransformError
@@ -85,6 +88,10 @@ async def test_the_demo_shows_the_whole_flow_and_its_endpoints_answer() -> None:
             if report.urls["metrics"]:  # shown only when the service serves it
                 async with session.get(report.urls["metrics"]) as response:
                     assert response.status == 200
+                    metrics = await response.text()
+                # The provider states its quota: the dashboard's quota panels have data.
+                assert 'interlink_client_quota_limit{client="provider"} 300.0' in metrics
+                assert 'interlink_client_quota_remaining{client="provider"}' in metrics
             async with session.get(report.urls["admin"], headers=auth) as response:
                 assert response.status == 200, await response.text()
             async with session.get(report.urls["admin"]) as response:
@@ -187,6 +194,41 @@ async def answers(url: str) -> bool:
             return response.status > 0
     except aiohttp.ClientError:
         return False
+
+
+async def test_the_provider_states_its_quota_and_refuses_requests_past_it() -> None:
+    provider = PaymentProvider(
+        secret="whsec_" + base64.b64encode(b"k" * 24).decode(),
+        token="t",
+        rate=1.0,
+        outage=OutagePlan(start=3600.0, length=1.0),
+        quota_limit=4,
+        quota_window=600.0,
+    )
+    url = await provider.start()
+    auth = {"Authorization": "Bearer t"}
+    try:
+        async with aiohttp.ClientSession() as session:
+            seen = []
+            for _ in range(5):
+                async with session.get(f"{url}/v1/payments/pay_x", headers=auth) as response:
+                    seen.append((response.status, parse_quota(response.headers, now=time.time())))
+                    retry_after = response.headers.get("Retry-After")
+            async with session.get(f"{url}/v1/payments/pay_x") as response:
+                assert response.status == 401  # no token: not counted, no quota stated
+                assert "RateLimit-Remaining" not in response.headers
+    finally:
+        await provider.stop()
+    assert [status for status, _ in seen] == [404, 404, 404, 404, 429]  # no such payment, then
+    quotas = [quota for _, quota in seen]
+    assert all(quota is not None and quota.limit == 4 for quota in quotas)
+    assert [quota.remaining for quota in quotas if quota is not None] == [3, 2, 1, 0, 0]
+    last = quotas[-1]
+    assert last is not None
+    assert last.reset is not None
+    assert 0 < last.reset <= 600
+    assert retry_after == str(round(last.reset))
+    assert provider.api["quota_exhausted"] == 1
 
 
 async def test_on_a_terminal_it_renders_the_live_view() -> None:

@@ -9,7 +9,12 @@ currency the service does not take, or the same webhook again. And an API on
 in ten (503), rate-limits one in fifteen (429 with ``Retry-After: 1``),
 answers one in twenty-three too slowly for the client's timeout, and is down
 altogether (503) during the outage windows of its ``OutagePlan``. The failures
-follow the request count, so every run tells the same story.
+follow the request count, so every run tells the same story. Like GitHub's or
+any API that follows the IETF RateLimit drafts, it also states its quota on
+every answer (``RateLimit-Limit``, ``-Remaining``, ``-Reset``): ``QUOTA_LIMIT``
+requests per ``QUOTA_WINDOW`` seconds, and a 429 with ``Retry-After`` until the
+window ends once they are spent. The service's client reads them into the
+``interlink_client_quota_*`` metrics, and the dashboard's quota panels show them.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import math
 import random
 import time
 from collections import Counter
@@ -31,7 +37,12 @@ from aiohttp import web
 
 from interlink.demo._local import LocalServer
 
-__all__ = ["OutagePlan", "PaymentProvider"]
+__all__ = ["QUOTA_LIMIT", "QUOTA_WINDOW", "OutagePlan", "PaymentProvider"]
+
+QUOTA_LIMIT = 300
+"""API requests the provider takes per quota window."""
+QUOTA_WINDOW = 10.0
+"""Seconds of a quota window; the windows follow each other from ``start``."""
 
 _CURRENCIES = ("eur", "usd", "gbp")
 _NAMES = ("Ada  Lovelace", "Alan Turing", " Grace Hopper", "Edsger Dijkstra", "Barbara Liskov")
@@ -78,13 +89,24 @@ class PaymentProvider(LocalServer):
     """A simulated payment provider (see the module): ``start``, ``send_webhooks``, ``stop``.
 
     ``secret``: the ``whsec_`` signing secret shared with the service; ``token``:
-    the bearer token its API wants; ``rate``: webhooks per second.
+    the bearer token its API wants; ``rate``: webhooks per second;
+    ``quota_limit`` API requests per ``quota_window`` seconds.
     """
 
     def __init__(
-        self, *, secret: str, token: str, rate: float, outage: OutagePlan, seed: int = 7
+        self,
+        *,
+        secret: str,
+        token: str,
+        rate: float,
+        outage: OutagePlan,
+        seed: int = 7,
+        quota_limit: int = QUOTA_LIMIT,
+        quota_window: float = QUOTA_WINDOW,
     ) -> None:
         super().__init__()
+        self.quota_limit = quota_limit
+        self.quota_window = quota_window
         self._key = base64.b64decode(secret.removeprefix("whsec_"))
         self._wrong_key = hashlib.sha256(self._key).digest()
         self.token = token
@@ -97,6 +119,8 @@ class PaymentProvider(LocalServer):
         self._payments: dict[str, dict[str, Any]] = {}
         self._random = random.Random(seed)
         self._started_at = time.monotonic()
+        self._quota_window = 0
+        self._quota_used = 0
 
     # -- the API ---------------------------------------------------------------------------
     @property
@@ -109,12 +133,36 @@ class PaymentProvider(LocalServer):
         """Whether the API is in an outage now."""
         return self.outage.down(self.elapsed)
 
+    def _take_quota(self) -> tuple[int, int]:
+        """Count one request against the quota: the requests left in the window, and its end.
+
+        Left is negative once the window's quota was spent before this request.
+        """
+        elapsed = self.elapsed
+        window = int(elapsed // self.quota_window)
+        if window != self._quota_window:
+            self._quota_window, self._quota_used = window, 0
+        self._quota_used += 1
+        reset = max(1, math.ceil((window + 1) * self.quota_window - elapsed))
+        return self.quota_limit - self._quota_used, reset
+
     async def _payment(self, request: web.Request) -> web.Response:
         self.api_requests += 1
-        count = self.api_requests
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             self.api["unauthorized"] += 1
             return _problem(401, "a valid bearer token is needed")
+        left, reset = self._take_quota()
+        if left < 0:
+            self.api["quota_exhausted"] += 1
+            response = _problem(429, "quota exhausted", retry_after=reset)
+        else:
+            response = await self._answer(request, self.api_requests)
+        response.headers["RateLimit-Limit"] = str(self.quota_limit)
+        response.headers["RateLimit-Remaining"] = str(max(0, left))
+        response.headers["RateLimit-Reset"] = str(reset)
+        return response
+
+    async def _answer(self, request: web.Request, count: int) -> web.Response:
         if self.down:
             self.api["outage"] += 1
             return _problem(503, "down for maintenance")

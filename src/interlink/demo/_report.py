@@ -207,6 +207,7 @@ def summary(report: ServiceDemoReport) -> list[str]:
         for kind, label in (
             ("error", "503"),
             ("rate_limited", "429"),
+            ("quota_exhausted", "429 quota spent"),
             ("slow", "too slow"),
             ("outage", "outage"),
         )
