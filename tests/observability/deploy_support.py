@@ -1,24 +1,38 @@
 """What the tests of deploy/ share: the dashboard's model, its panels and its queries as PromQL.
 
-Grafana fills in its variables before it sends a panel's query; Prometheus
-and promtool take PromQL only, so ``promql`` does what Grafana does with
-every variable at *All* (the dashboard's ``allValue`` is ``.*``) and
-``$__rate_interval`` at the window given.
+``promql`` is tools/dashboard_image.py's (the script that draws the dashboard
+for the docs sends Prometheus the same queries), loaded from its file.
 """
 
 from __future__ import annotations
 
-import json
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "interlink.json"
-ALL = ".*"  # each variable's allValue: what Grafana sends for "All"
+
+
+def _tool() -> ModuleType:
+    name = "dashboard_image"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before it runs: its dataclasses look themselves up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+dashboard_image = _tool()
 
 
 def dashboard() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    loaded: dict[str, Any] = dashboard_image.load_dashboard(DASHBOARD)
     return loaded
 
 
@@ -34,16 +48,7 @@ def variables() -> list[dict[str, Any]]:
 
 
 def promql(expr: str, rate_interval: str) -> str:
-    """A panel's or a variable's query as Prometheus gets it from Grafana, every variable "All".
-
-    A variable's ``label_values(selector, label)`` (Grafana's, not PromQL)
-    becomes the ``group by (label) (selector)`` it stands for.
-    """
-    if expr.startswith("label_values("):
-        selector, label = expr.removeprefix("label_values(").removesuffix(")").rsplit(",", 1)
-        expr = f"group by ({label.strip()}) ({selector})"
-    expr = expr.replace("$__rate_interval", rate_interval)
-    for variable in variables():
-        expr = expr.replace(f"${variable['name']}", ALL)
-    assert "$" not in expr, f"a Grafana variable left in {expr!r}"
-    return expr
+    """A panel's or a variable's query as Grafana sends it, every variable at "All"."""
+    names = [variable["name"] for variable in variables()]
+    query: str = dashboard_image.promql(expr, rate_interval, names)
+    return query
