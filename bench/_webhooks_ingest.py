@@ -49,12 +49,9 @@ INGEST_BODY = 1024
 # not check ids, and the wrap is reported).
 POOL_RATE = 20_000
 WRK_TIMEOUT_SECONDS = 5
-# The server app (``_webhooks_app.py``) each interlink case runs.
-APP_OF_CASE = {
-    "interlink_receiver": "interlink",
-    "interlink_receiver_traced": "interlink_traced",
-    "interlink_receiver_traced_ratio_0_1": "interlink_traced_tenth",
-}
+# What the interlink cases import, and the traced ones besides.
+_RECEIVER = ("interlink.webhooks",)
+_TRACED = (*_RECEIVER, "opentelemetry.sdk.trace", "prometheus_client")
 # The two receivers the side-by-side rounds load at once.
 SIDE_BY_SIDE = ("interlink_receiver", "interlink_receiver_traced")
 
@@ -63,6 +60,12 @@ SIDE_BY_SIDE = ("interlink_receiver", "interlink_receiver_traced")
 class IngestCase:
     name: str
     description: str
+    # The ``_webhooks_app.py`` app it serves (None: nginx); whether it stores what it takes
+    # (its own SQLite file) and serves /metrics; the modules it needs.
+    app: str | None = None
+    stores: bool = False
+    metrics: bool = False
+    needs: tuple[str, ...] = ()
     server: Server | None = None
     skipped: str | None = None
     db: Path | None = None
@@ -360,21 +363,15 @@ def start_case(
     placement: Placement,
 ) -> None:
     cpu = placement.server_cpu
-    if case.name == "nginx":
+    app = case.app
+    if app is None:
         assert nginx is not None
         case.server = stack.enter_context(nginx_server(nginx, workdir / "nginx", cpu=cpu))
-    elif case.name == "starlette_verify_only":
-        case.server = stack.enter_context(
-            uvicorn_server(
-                "starlette", cpu=cpu, secret=secret, db=None, log=workdir / "starlette.log"
-            )
-        )
-    else:
-        app = APP_OF_CASE[case.name]
-        case.db = workdir / f"{case.name}.db"
-        case.server = stack.enter_context(
-            uvicorn_server(app, cpu=cpu, secret=secret, db=case.db, log=workdir / f"{app}.log")
-        )
+        return
+    case.db = workdir / f"{case.name}.db" if case.stores else None
+    case.server = stack.enter_context(
+        uvicorn_server(app, cpu=cpu, secret=secret, db=case.db, log=workdir / f"{app}.log")
+    )
 
 
 def sanity_check(case: IngestCase, key: bytes, body: bytes, run_id: str) -> None:
@@ -408,11 +405,16 @@ def measure_ingest(
         IngestCase(
             "starlette_verify_only",
             "Starlette, one route: read the body, verify the HMAC (bare hmac + compare_digest), 200",
+            app="starlette",
+            needs=("starlette",),
         ),
         IngestCase(
             "interlink_receiver",
             f"interlink WebhookReceiver, source {SOURCE!r} (scheme standard) to queue {QUEUE!r},"
             " SQLite broker (synchronous=FULL): verify, dedup, durable publish, 2xx with a receipt",
+            app="interlink",
+            stores=True,
+            needs=_RECEIVER,
         ),
         IngestCase(
             "interlink_receiver_traced",
@@ -420,11 +422,19 @@ def measure_ingest(
             " configure_tracing at sampling ratio 1.0 (interlink's LeanTracerProvider, spans"
             " batched to an exporter that reads and discards them); a MetricsRecorder watching"
             " the receiver behind GET /metrics, scraped once after the timed runs",
+            app="interlink_traced",
+            stores=True,
+            metrics=True,
+            needs=_TRACED,
         ),
         IngestCase(
             "interlink_receiver_traced_ratio_0_1",
             "the traced receiver (its own SQLite file) at sampling ratio 0.1: one webhook in"
             " ten makes its spans, every one stores a traceparent; informational",
+            app="interlink_traced_tenth",
+            stores=True,
+            metrics=True,
+            needs=_TRACED,
         ),
     ]
     if wrk is None:
@@ -432,16 +442,11 @@ def measure_ingest(
         for case in cases:
             case.skipped = reason
         return cases, reason
-    if nginx is None:
-        cases[0].skipped = "nginx is not installed (apt-get install nginx)"
-    missing = _missing(("interlink.webhooks",), "interlink.webhooks is not available")
-    if missing:
-        cases[2].skipped = cases[3].skipped = cases[4].skipped = missing
-    else:
-        cases[3].skipped = cases[4].skipped = _missing(
-            ("opentelemetry.sdk.trace", "prometheus_client"),
-            "tracing and metrics need the otel and service extras",
-        )
+    for case in cases:
+        if case.app is None and nginx is None:
+            case.skipped = "nginx is not installed (apt-get install nginx)"
+        elif case.needs:
+            case.skipped = _missing(case.needs, "the bench, otel and service extras are needed")
     body = json_body(INGEST_BODY)
     key = base64.b64decode(secret.removeprefix("whsec_"))
     run_id = uuid.uuid4().hex[:8]
@@ -505,7 +510,7 @@ def measure_ingest(
                         case.sanity = dict(case.sanity or {})
                         case.sanity["stored_messages_total"] = stored[0]
                         case.sanity["stored_distinct_ids_total"] = stored[1]
-                if case.name.startswith("interlink_receiver_traced"):
+                if case.metrics:
                     try:
                         case.sanity = dict(case.sanity or {}, **_scrape(case))
                     except Exception as exc:
