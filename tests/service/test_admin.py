@@ -645,8 +645,10 @@ async def test_webhooks_show_counts_rejections_by_reason_and_recent_requests(
     assert rejected == {**rejected, "outcome": "rejected", "reason": "no_matching_signature"}
     assert rejected["webhook_id"] is None
     assert rejected["receipt"] is None
+    assert rejected["client"] == "127.0.0.1"  # who sent it: the forged one's sender
     assert duplicate == {**duplicate, "outcome": "duplicate", "webhook_id": "wh_1"}
     assert accepted == {**accepted, "outcome": "accepted", "webhook_id": "wh_1", "reason": None}
+    assert accepted["client"] is None  # kept only for what was turned away
     assert accepted["receipt"] == duplicate["receipt"]
 
 

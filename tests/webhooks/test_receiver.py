@@ -224,6 +224,41 @@ async def test_a_bad_signature_gets_401_without_saying_why_and_the_reason_is_log
     assert await drain(broker) == []
 
 
+@pytest.mark.parametrize(
+    ("trust_forwarded", "forwarded_for", "sender"),
+    [
+        (False, None, "203.0.113.9"),  # the peer
+        (False, "198.51.100.7", "203.0.113.9"),  # a header anyone can send is not believed
+        (True, "198.51.100.7", "198.51.100.7"),  # behind a trusted proxy: what it forwarded
+        (True, "10.9.9.9, 198.51.100.7", "198.51.100.7"),  # its own entry, the last one
+        (True, None, "203.0.113.9"),  # nothing forwarded: the peer
+    ],
+)
+async def test_a_rejected_webhook_names_its_sender_in_the_log_and_the_recent_list(
+    clock: FakeClock,
+    broker: MemoryBroker,
+    caplog: pytest.LogCaptureFixture,
+    trust_forwarded: bool,
+    forwarded_for: str | None,
+    sender: str,
+) -> None:
+    """Who sends forged webhooks is what an operator asks after a rejection alert."""
+    async with WebhookReceiver(
+        [source()], broker=broker, clock=clock, trust_forwarded=trust_forwarded
+    ) as receiver:
+        transport = httpx.ASGITransport(app=receiver, client=("203.0.113.9", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://h") as http:
+            extra = {"webhook-signature": "v1,AAAA"}
+            if forwarded_for is not None:
+                extra["x-forwarded-for"] = forwarded_for
+            with caplog.at_level(logging.WARNING, logger="interlink.webhooks"):
+                assert (await post(http, **extra)).status_code == 401
+        (recent,) = receiver.stats["billing"].recent
+    assert recent.client == sender
+    (line,) = [r.getMessage() for r in caplog.records if "webhook rejected" in r.getMessage()]
+    assert f"client={sender} " in line
+
+
 async def test_a_tampered_body_gets_401(http: httpx.AsyncClient, broker: MemoryBroker) -> None:
     headers = standard_headers("msg_1", NOW, BODY)
     response = await http.post("/webhooks/billing", content=BODY + b" ", headers=headers)
@@ -590,8 +625,9 @@ async def test_recent_keeps_the_latest_requests_with_their_outcome_newest_last(
     assert list(stats.recent) == [
         RecentWebhook(NOW, "accepted", "msg_1", accepted),
         RecentWebhook(NOW, "duplicate", "msg_1", accepted),
-        RecentWebhook(NOW, "rejected", reason="no_matching_signature"),
-        RecentWebhook(NOW, "too_large"),
+        # What was turned away keeps the sender's address (httpx's ASGI transport's peer).
+        RecentWebhook(NOW, "rejected", reason="no_matching_signature", client="127.0.0.1"),
+        RecentWebhook(NOW, "too_large", client="127.0.0.1"),
         RecentWebhook(NOW, "unavailable", "msg_4"),
     ]
     for n in range(RECENT_WEBHOOKS):

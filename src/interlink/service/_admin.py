@@ -699,6 +699,7 @@ def _webhooks(api: FastAPI, service: ServiceView) -> None:
                             webhook_id=event.webhook_id,
                             receipt=event.receipt,
                             reason=event.reason,
+                            client=event.client,
                         )
                         for event in reversed(stats.recent)
                     ],

@@ -230,6 +230,9 @@ class RecentRequest(BaseModel):
     webhook_id: str | None = Field(description="The provider's id, once verified.")
     receipt: str | None = Field(description="accepted, duplicate: the receipt answered.")
     reason: str | None = Field(description="rejected: why the signature did not verify.")
+    client: str | None = Field(
+        default=None, description="rejected, too_large: the sender's address, as the server saw it."
+    )
 
 
 class WebhookInfo(BaseModel):

@@ -76,6 +76,8 @@ class RecentWebhook(NamedTuple):
     ``"rejected"`` (``reason`` is the ``SignatureError.reason``),
     ``"too_large"`` or ``"unavailable"`` (not stored, answered 503).
     ``webhook_id`` is the provider's id once the signature was verified.
+    ``client`` is the sender's address, kept for what was turned away
+    (``"rejected"``, ``"too_large"``): who sends forged or oversized webhooks.
     """
 
     at: float
@@ -84,6 +86,7 @@ class RecentWebhook(NamedTuple):
     webhook_id: str | None = None
     receipt: str | None = None
     reason: str | None = None
+    client: str | None = None
 
 
 def _recent() -> deque[RecentWebhook]:
@@ -116,8 +119,9 @@ class WebhookReceiver:
     here) or a URL (``sqlite:///./interlink.db``: opened on ``start`` and
     closed on ``close``). ``retry_after`` (seconds) is sent with a 503.
     ``trust_forwarded``: rebuild the URL of a URL-signing scheme from
-    ``X-Forwarded-Proto``/``X-Forwarded-Host`` (only behind a proxy that sets
-    them). ``receipts``: the ``ReceiptLog`` of recent webhooks (default: a day,
+    ``X-Forwarded-Proto``/``X-Forwarded-Host``, and take a turned-away
+    sender's address from the last ``X-Forwarded-For`` entry (the one the
+    proxy added), only behind a proxy that sets them. ``receipts``: the ``ReceiptLog`` of recent webhooks (default: a day,
     100,000 entries). ``stats`` holds a ``SourceStats`` per source name.
 
     Start it with ``async with receiver:`` (or ``start``/``close``), with
@@ -314,7 +318,8 @@ class WebhookReceiver:
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > source.max_body:
             stats.too_large += 1
-            stats.recent.append(RecentWebhook(received_at, "too_large"))
+            client = self._client(scope, headers)
+            stats.recent.append(RecentWebhook(received_at, "too_large", client=client))
             await _respond(send, *_too_large(source))
             return "too_large", None, 413
         read = await _read_body(receive, source.max_body)
@@ -323,7 +328,8 @@ class WebhookReceiver:
         body = read
         if body is _TOO_LARGE:
             stats.too_large += 1
-            stats.recent.append(RecentWebhook(received_at, "too_large"))
+            client = self._client(scope, headers)
+            stats.recent.append(RecentWebhook(received_at, "too_large", client=client))
             await _respond(send, *_too_large(source))
             return "too_large", None, 413
         verifier = source.verifier
@@ -332,9 +338,16 @@ class WebhookReceiver:
             webhook = verifier.check(headers, body, url, received_at)
         except SignatureError as exc:
             stats.rejected[exc.reason] = stats.rejected.get(exc.reason, 0) + 1
-            stats.recent.append(RecentWebhook(received_at, "rejected", reason=exc.reason))
+            client = self._client(scope, headers)
+            stats.recent.append(
+                RecentWebhook(received_at, "rejected", reason=exc.reason, client=client)
+            )
             _log.warning(
-                "webhook rejected: source=%s reason=%s detail=%s", source.name, exc.reason, exc
+                "webhook rejected: source=%s reason=%s client=%s detail=%s",
+                source.name,
+                exc.reason,
+                client,
+                exc,
             )
             await _respond(send, *_UNVERIFIED)
             return "rejected", exc.reason, 401
@@ -407,6 +420,15 @@ class WebhookReceiver:
         stats.recent.append(RecentWebhook(received_at, "accepted", webhook.id, receipt))
         await _respond(send, 200, _JSON, _receipt_body(receipt, False))
         return "accepted", None, 200
+
+    def _client(self, scope: Scope, headers: dict[str, str]) -> str | None:
+        """The sender's address: the peer's, or behind a trusted proxy the one it forwarded."""
+        if self.trust_forwarded:
+            forwarded = headers.get("x-forwarded-for", "").rsplit(",", 1)[-1].strip()
+            if forwarded:
+                return forwarded
+        peer = scope.get("client")
+        return None if not peer else str(peer[0])
 
     def _url(self, scope: Scope, headers: dict[str, str], source: WebhookSource) -> str:
         query = scope.get("query_string", b"")
