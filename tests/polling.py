@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 import time
 from collections.abc import Awaitable, Callable
 
@@ -29,3 +30,15 @@ async def eventually(
             said = what() if callable(what) else what
             raise AssertionError(f"still not {said} after {within}s")
         await asyncio.sleep(step)
+
+
+def wait_until(condition: Callable[[], object], what: str, within: float = 10.0) -> None:
+    """``eventually`` for a test with no event loop: poll ``condition`` until it holds.
+
+    For what another thread does (an export thread, a server in a thread).
+    """
+    deadline = time.monotonic() + within
+    pause = threading.Event()  # never set: a wait that any thread's progress does not need
+    while not condition():
+        assert time.monotonic() < deadline, f"still not {what} after {within}s"
+        pause.wait(0.01)

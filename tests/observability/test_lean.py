@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -48,6 +47,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from interlink.messaging import MemoryBroker
 from interlink.observability import _lean, _tracing
 from interlink.observability._lean import LeanSpan, LeanTracerProvider
+from tests.polling import wait_until
 
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 PARENT_ID = 0x00F067AA0BA902B7
@@ -109,15 +109,6 @@ def bsp(
             monkeypatch.delenv(name, raising=False)
         else:
             monkeypatch.setenv(name, value)
-
-
-def wait_for(condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
-    """Poll ``condition`` until it holds; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    pause = threading.Event()
-    while not condition():
-        assert time.monotonic() < deadline, f"still not {what} after {within}s"
-        pause.wait(0.01)
 
 
 class Recorder(SpanExporter):
@@ -762,10 +753,10 @@ def test_a_full_batch_is_exported_by_the_thread_without_a_flush(
     provider = lean(exporter)
     first = [f"span {n}" for n in range(8)]
     end_spans(provider, *first)
-    wait_for(lambda: len(exporter.names()) == 8, "exported")
+    wait_until(lambda: len(exporter.names()) == 8, "exported")
     second = [f"span {n}" for n in range(8, 16)]
     end_spans(provider, *second)
-    wait_for(lambda: len(exporter.names()) == 16, "exported")
+    wait_until(lambda: len(exporter.names()) == 16, "exported")
     assert exporter.batches == [first, second]
 
 
@@ -776,10 +767,10 @@ def test_the_schedule_delay_exports_a_partial_batch(
     exporter = Recorder()
     provider = lean(exporter)
     end_spans(provider, "a", "b", "c")
-    wait_for(lambda: len(exporter.names()) == 3, "exported")
+    wait_until(lambda: len(exporter.names()) == 3, "exported")
     assert exporter.names() == ["a", "b", "c"]
     end_spans(provider, "d")
-    wait_for(lambda: len(exporter.names()) == 4, "exported again")
+    wait_until(lambda: len(exporter.names()) == 4, "exported again")
 
 
 def test_spans_ended_from_many_threads_are_each_exported_once(
@@ -933,7 +924,7 @@ def test_a_bad_batch_size_falls_back_to_512(monkeypatch: pytest.MonkeyPatch, lea
     exporter = Recorder()
     provider = lean(exporter)
     end_spans(provider, *(f"span {n}" for n in range(512)))
-    wait_for(lambda: bool(exporter.batches), "exported")
+    wait_until(lambda: bool(exporter.batches), "exported")
     assert len(exporter.batches[0]) == 512
 
 
@@ -951,9 +942,9 @@ def test_an_exporter_that_raises_is_logged_and_later_batches_still_go(
 
     with caplog.at_level(logging.ERROR, LOG):
         end_spans(provider, "lost")
-        wait_for(lambda: bool(failures()), "logged")
+        wait_until(lambda: bool(failures()), "logged")
         end_spans(provider, "kept")
-        wait_for(lambda: exporter.names() == ["kept"], "exported")
+        wait_until(lambda: exporter.names() == ["kept"], "exported")
     [record] = failures()
     assert record.exc_info is not None
     assert record.exc_info[0] is RuntimeError
@@ -1343,7 +1334,7 @@ def test_attributes_set_through_the_api_are_exported_as_the_sdk_exports_them(
     lean_spans = InMemorySpanExporter()
     provider = lean(lean_spans, batch=batched)
     API_ATTRIBUTES[case](provider.get_tracer("attributes")).end()
-    wait_for(lambda: len(lean_spans.get_finished_spans()) == 1, "exported")
+    wait_until(lambda: len(lean_spans.get_finished_spans()) == 1, "exported")
     [done] = lean_spans.get_finished_spans()
     assert dict(done.attributes or {}) == dict(expected.attributes or {})
     assert done.dropped_attributes == expected.dropped_attributes
@@ -1466,7 +1457,7 @@ def test_spans_wait_until_a_batch_is_full_and_the_full_batch_is_exported_at_once
         assert len(exporter.batches) == before
         end_spans(provider, names[3])
         assert wake.sets == before + 1
-        wait_for(lambda: len(exporter.batches) == before + 1, "the full batch exported")
+        wait_until(lambda: len(exporter.batches) == before + 1, "the full batch exported")
         assert exporter.batches[before] == names
 
     batch_of_four([f"a{n}" for n in range(4)], 0)
