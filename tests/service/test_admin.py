@@ -4,6 +4,7 @@ webhook sources, and a clear 4xx problem for every bad request.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 from collections.abc import AsyncIterator
@@ -337,9 +338,22 @@ async def test_a_body_that_is_not_json_is_shown_base64(
     dead_letter_id = await dead_letter_raw(service, b"\x00\xffraw")
     status, body = await call(http, "GET", f"/admin/dead-letters/{dead_letter_id}")
     assert status == 200
-    assert (body["body"], body["body_base64"]) == (None, "AP9yYXc=")
+    assert (body["body"], body["body_base64"], body["body_text"]) == (None, "AP9yYXc=", None)
     assert body["content_type"] == "application/octet-stream"
     assert body["first_failed_at"] == "1970-01-01T00:00:01Z"
+
+
+async def test_a_dead_lettered_webhook_is_shown_as_the_text_the_provider_sent(
+    service: Service, http: aiohttp.ClientSession
+) -> None:
+    """The receiver stores a webhook's bytes as they came (octet-stream): readable all the same."""
+    sent = '{"type": "payment.succeeded", "data": {"id": "pay_1", "note": "café"}}'
+    dead_letter_id = await dead_letter_raw(service, sent.encode())
+    status, body = await call(http, "GET", f"/admin/dead-letters/{dead_letter_id}")
+    assert status == 200
+    assert body["content_type"] == "application/octet-stream"
+    assert body["body_text"] == sent
+    assert base64.b64decode(body["body_base64"]) == sent.encode()
 
 
 async def test_an_unknown_dead_letter_is_404(http: aiohttp.ClientSession) -> None:
@@ -740,14 +754,16 @@ async def test_http_problem_turns_the_apps_own_404_and_405_into_problems() -> No
 @pytest.mark.parametrize(
     ("raw", "content_type", "shown"),
     [
-        (b'{"total": NaN}', "application/json", (None, "eyJ0b3RhbCI6IE5hTn0=")),
-        (b"{not json", "application/json", (None, "e25vdCBqc29u")),
-        (b'{"a": 1}', "application/json; charset=utf-8", ({"a": 1}, None)),
-        (b'{"a": 1}', "text/plain", (None, "eyJhIjogMX0=")),
+        (b'{"total": NaN}', "application/json", (None, "eyJ0b3RhbCI6IE5hTn0=", '{"total": NaN}')),
+        (b"{not json", "application/json", (None, "e25vdCBqc29u", "{not json")),
+        (b'{"a": 1}', "application/json; charset=utf-8", ({"a": 1}, None, None)),
+        (b'{"a": 1}', "text/plain", (None, "eyJhIjogMX0=", '{"a": 1}')),
+        ("é".encode(), "application/octet-stream", (None, "w6k=", "é")),
+        (b"\xe9", "application/octet-stream", (None, "6Q==", None)),  # Latin-1: not UTF-8
     ],
 )
 def test_a_body_from_another_publisher_is_shown_as_json_only_when_it_is(
-    raw: bytes, content_type: str, shown: tuple[Any, str | None]
+    raw: bytes, content_type: str, shown: tuple[Any, str | None, str | None]
 ) -> None:
     """RabbitMQ carries whatever another publisher sent: JSON that is not, or NaN."""
     from interlink.messaging import DeadLetter, Message
@@ -761,7 +777,7 @@ def test_a_body_from_another_publisher_is_shown_as_json_only_when_it_is(
         dead_lettered_at=3.0,
     )
     detail = _admin._detail(record)
-    assert (detail.body, detail.body_base64) == shown
+    assert (detail.body, detail.body_base64, detail.body_text) == shown
 
 
 async def test_a_broker_refusing_an_argument_is_422(

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import hmac
 import json
@@ -287,12 +288,15 @@ def _detail(record: DeadLetter) -> DeadLetterDetail:
     message = record.message
     body: Any = None
     body_base64: str | None = None
+    body_text: str | None = None
     try:
         if message.content_type.split(";")[0].strip().lower() != JSON_CONTENT:
             raise ValueError("not JSON")
         body = json.loads(message.body, parse_constant=_no_constants)
     except (ValueError, RecursionError):
         body_base64 = base64.b64encode(message.body).decode("ascii")
+        with contextlib.suppress(UnicodeDecodeError):
+            body_text = message.body.decode("utf-8")
     failure = record.failure
     return DeadLetterDetail(
         **_summary(record),
@@ -300,6 +304,7 @@ def _detail(record: DeadLetter) -> DeadLetterDetail:
         content_type=message.content_type,
         body=body,
         body_base64=body_base64,
+        body_text=body_text,
         published_at=_at(message.published_at),
         attempt=message.attempt,
         delivery_count=message.delivery_count,

@@ -107,6 +107,13 @@ class DeadLetterDetail(DeadLetterSummary):
     body_base64: str | None = Field(
         None, description="A body that is not JSON, base64-encoded (null for a JSON body)."
     )
+    body_text: str | None = Field(
+        None,
+        description=(
+            "A body that is not JSON but is UTF-8 text, as text: a webhook, stored as the"
+            " provider sent it (body_base64 holds it too)."
+        ),
+    )
     published_at: dt.datetime
     attempt: int
     delivery_count: int
