@@ -106,6 +106,26 @@ Answers = dict[int, list[Series]]
 # -- asking Prometheus -----------------------------------------------------------------------
 
 
+def scrape_config(processes: dict[str, str], rules: Path | None = None) -> dict[str, Any]:
+    """deploy/prometheus/prometheus.yml scraping ``processes`` each second, loading ``rules``.
+
+    ``processes``: a URL by the example's ``process`` label (``serve``,
+    ``worker``); the example's targets of the others are left out.
+    """
+    import yaml
+
+    config: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    config["rule_files"] = [] if rules is None else [str(rules)]
+    (job,) = config["scrape_configs"]
+    job["static_configs"] = [
+        {**group, "targets": [processes[group["labels"]["process"]].removeprefix("http://")]}
+        for group in job["static_configs"]
+        if group["labels"]["process"] in processes
+    ]
+    return config
+
+
 def ask(prometheus: str, path: str, **params: str) -> list[dict[str, Any]]:
     """One Prometheus API call's ``data.result``."""
     url = f"{prometheus}{path}?{urllib.parse.urlencode(params)}"
@@ -133,6 +153,7 @@ def last_scraped(prometheus: str, start: float, end: float) -> float:
 def collect(model: dict[str, Any], prometheus: str, start: float, end: float) -> Answers:
     """Every panel's queries over ``start``..``end`` (tables: at ``end``)."""
     names = variable_names(model)
+    window = {"start": str(start), "end": str(end), "step": "1"}
     answers: Answers = {}
     for panel in model["panels"]:
         if panel["type"] == "row":
@@ -146,7 +167,6 @@ def collect(model: dict[str, Any], prometheus: str, start: float, end: float) ->
                     value = float(item["value"][1])
                     found.append(Series(legend(template, item["metric"]), [(end, value)]))
                 continue
-            window = {"start": str(start), "end": str(end), "step": "1"}
             for item in ask(prometheus, "/api/v1/query_range", query=query, **window):
                 points = [(float(t), float(v)) for t, v in item["values"]]
                 found.append(Series(legend(template, item["metric"]), points))
@@ -382,11 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(folder)
         demo_at = f"127.0.0.1:{free_port()}"
         prometheus = f"127.0.0.1:{free_port()}"
-        config = yaml.safe_load(EXAMPLE.read_text())
-        config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-        config.pop("rule_files", None)
-        (job,) = config["scrape_configs"]
-        job["static_configs"] = [{"targets": [demo_at], "labels": {"process": "serve"}}]
+        config = scrape_config({"serve": demo_at})
         (work / "prometheus.yml").write_text(yaml.safe_dump(config))
         interlink = str(Path(sys.executable).parent / "interlink")
         step = bar.add_task("Prometheus starting", total=args.duration + 5)

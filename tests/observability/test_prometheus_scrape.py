@@ -35,13 +35,12 @@ from interlink.service._load import load_config
 from interlink.service._runtime import Service
 from interlink.testing import FakeUpstream
 from tests.client.client_support import closed_port
-from tests.observability.deploy_support import ROOT, panels, promql, variables
+from tests.observability.deploy_support import ROOT, dashboard_image, panels, promql, variables
 from tests.observability.metrics_support import scripted_run, write_config
 from tests.polling import eventually
 from tests.service.ops_support import HANDLED, post_webhook
 from tests.webhooks.signing import SECRET
 
-EXAMPLE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 GOOD = 5
 BY = re.compile(r"\bby \(([^)]*)\)")
@@ -110,18 +109,9 @@ async def prometheus(
 
 
 def scrape_config(tmp_path: Path, processes: dict[str, str]) -> Path:
-    """deploy/prometheus/prometheus.yml scraping ``processes`` (``process`` label: URL) each second."""
-    example = yaml.safe_load(EXAMPLE.read_text())
-    example["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-    example["rule_files"] = [str(ALERTS)]
-    (job,) = example["scrape_configs"]
-    job["static_configs"] = [
-        group for group in job["static_configs"] if group["labels"]["process"] in processes
-    ]
-    for group in job["static_configs"]:
-        group["targets"] = [processes[group["labels"]["process"]].removeprefix("http://")]
+    """deploy/prometheus/prometheus.yml scraping ``processes`` each second, with the alerts."""
     config = tmp_path / "prometheus.yml"
-    config.write_text(yaml.safe_dump(example))
+    config.write_text(yaml.safe_dump(dashboard_image.scrape_config(processes, ALERTS)))
     return config
 
 

@@ -11,7 +11,6 @@ Never a traceback.
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import json
 import sys
@@ -28,7 +27,7 @@ from rich.table import Table
 from interlink.core.errors import ConfigError, DeadLetterNotFoundError, InterlinkError
 from interlink.messaging._broker import Broker, open_broker
 from interlink.messaging._dead_letters import DeadLetter
-from interlink.messaging._message import JSON
+from interlink.messaging._message import show_body
 
 __all__ = ["dlq_app"]
 
@@ -115,16 +114,12 @@ def _when(seconds: float) -> str:
 
 
 def _body(dead: DeadLetter) -> dict[str, Any]:
-    message = dead.message
-    if message.content_type == JSON:
-        try:
-            return {"body": json.loads(message.body)}
-        except ValueError:
-            pass
-    try:
-        return {"body_text": message.body.decode()}
-    except UnicodeDecodeError:
-        return {"body_base64": base64.b64encode(message.body).decode()}
+    shown = show_body(dead.message.body, dead.message.content_type)
+    if shown.is_json:
+        return {"body": shown.json}
+    if shown.text is not None:
+        return {"body_text": shown.text}
+    return {"body_base64": shown.base64}
 
 
 def _as_dict(dead: DeadLetter) -> dict[str, Any]:

@@ -13,6 +13,7 @@ unchanged through publish, retry, dead-lettering and replay.
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
 import decimal
 import enum
@@ -33,9 +34,11 @@ __all__ = [
     "JSON",
     "OCTET_STREAM",
     "Message",
+    "ShownBody",
     "decode_body",
     "encode_body",
     "new_message_id",
+    "show_body",
     "validate_headers",
     "validate_queue_name",
 ]
@@ -138,6 +141,44 @@ def decode_body(body: bytes, content_type: str) -> Any:
     if content_type == JSON:
         return json.loads(body)
     return body
+
+
+@dataclass(frozen=True, slots=True)
+class ShownBody:
+    """A stored body as an operator reads it (``show_body``).
+
+    ``is_json``: it is JSON, parsed into ``json``. Otherwise ``base64`` holds
+    it exactly, and ``text`` too when it is UTF-8 (a webhook, stored as the
+    provider sent it).
+    """
+
+    is_json: bool
+    json: Any = None
+    text: str | None = None
+    base64: str | None = None
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def show_body(body: bytes, content_type: str) -> ShownBody:
+    """How the admin API and ``interlink dlq`` show a dead letter's body.
+
+    JSON when the content type says so (parameters such as ``charset`` aside)
+    and the bytes are strict JSON (no ``NaN``): another publisher on RabbitMQ
+    can label anything JSON.
+    """
+    if content_type.split(";")[0].strip().lower() == JSON:
+        try:
+            return ShownBody(True, json.loads(body, parse_constant=_no_constants))
+        except (ValueError, RecursionError):
+            pass
+    try:
+        text: str | None = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return ShownBody(False, text=text, base64=binascii.b2a_base64(body, newline=False).decode())
 
 
 def validate_queue_name(queue: object) -> str:

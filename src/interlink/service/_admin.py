@@ -33,8 +33,6 @@ does not answer.
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import datetime as dt
 import hmac
 import json
@@ -56,7 +54,7 @@ from interlink.client import ApiClient
 from interlink.core.errors import ConfigError, DeadLetterNotFoundError, MessagingError
 from interlink.messaging import DeadLetter
 from interlink.messaging._dead_letters import matches
-from interlink.messaging._message import JSON as JSON_CONTENT
+from interlink.messaging._message import show_body
 from interlink.resilience import CircuitBreaker
 from interlink.service._admin_models import (
     MAX_LIMIT,
@@ -280,31 +278,17 @@ def _summary(record: DeadLetter) -> dict[str, Any]:
     }
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _detail(record: DeadLetter) -> DeadLetterDetail:
     message = record.message
-    body: Any = None
-    body_base64: str | None = None
-    body_text: str | None = None
-    try:
-        if message.content_type.split(";")[0].strip().lower() != JSON_CONTENT:
-            raise ValueError("not JSON")
-        body = json.loads(message.body, parse_constant=_no_constants)
-    except (ValueError, RecursionError):
-        body_base64 = base64.b64encode(message.body).decode("ascii")
-        with contextlib.suppress(UnicodeDecodeError):
-            body_text = message.body.decode("utf-8")
+    shown = show_body(message.body, message.content_type)
     failure = record.failure
     return DeadLetterDetail(
         **_summary(record),
         headers=dict(message.headers),
         content_type=message.content_type,
-        body=body,
-        body_base64=body_base64,
-        body_text=body_text,
+        body=shown.json,
+        body_base64=shown.base64,
+        body_text=shown.text,
         published_at=_at(message.published_at),
         attempt=message.attempt,
         delivery_count=message.delivery_count,
