@@ -290,6 +290,13 @@ def test_bodies_show_as_json_text_or_base64_and_long_errors_are_cut() -> None:
     assert _cli._body(dead(b'{"a": 1}', "application/json")) == {"body": {"a": 1}}
     assert _cli._body(dead(b"{broken", "application/json")) == {"body_text": "{broken"}
     assert _cli._body(dead(b"plain", "application/octet-stream")) == {"body_text": "plain"}
+    # As the admin API shows them (show_body): a charset is no reason to doubt JSON, and
+    # NaN is not JSON (printed with --json, it would make the output invalid).
+    charset = "application/json; charset=utf-8"
+    assert _cli._body(dead(b'{"a": 1}', charset)) == {"body": {"a": 1}}
+    nan = b'{"total": NaN}'
+    assert _cli._body(dead(nan, "application/json")) == {"body_text": '{"total": NaN}'}
+    assert _cli._body(dead(b"\xff", "application/octet-stream")) == {"body_base64": "/w=="}
 
 
 def test_long_errors_are_cut_in_the_list(tmp_path: Path) -> None:
