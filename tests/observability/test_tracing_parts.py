@@ -153,6 +153,124 @@ async def test_a_webhook_with_a_query_records_it_with_secret_values_redacted(
     assert all(attributes(s)["interlink.webhook.outcome"] == "accepted" for s in server)
 
 
+_PEER_ATTRIBUTES = (
+    "client.address",
+    "network.peer.address",
+    "network.protocol.version",
+    "server.address",
+    "server.port",
+    "url.scheme",
+    "user_agent.original",
+)
+
+
+def _peer(span: ReadableSpan) -> dict[str, Any]:
+    return {key: attributes(span).get(key) for key in _PEER_ATTRIBUTES}
+
+
+async def test_the_webhook_span_names_the_sender_its_user_agent_and_the_server_it_reached(
+    http: httpx.AsyncClient, spans: InMemorySpanExporter
+) -> None:
+    """The conventions' recommended attributes; a forwarded address is not believed unasked."""
+    import time
+
+    agents = ("Stripe/1.0 (+https://stripe.com/docs/webhooks)", "Shopify-Captain-Hook", None)
+    for n, agent in enumerate(agents):
+        headers = standard_headers(f"msg_p{n}", int(time.time()), BODY)
+        headers["x-forwarded-for"] = "203.0.113.9"  # any sender can write it: not its address
+        headers["x-forwarded-host"] = "hooks.example.com"
+        if agent is None:
+            response = await http.post(
+                "/webhooks/billing", content=BODY, headers={**headers, "user-agent": ""}
+            )
+        else:
+            response = await http.post(
+                "/webhooks/billing", content=BODY, headers={**headers, "user-agent": agent}
+            )
+        assert response.status_code == 200
+    server = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    expected = {
+        "client.address": "127.0.0.1",  # httpx's ASGI transport is the peer
+        "network.peer.address": "127.0.0.1",
+        "network.protocol.version": "1.1",
+        "server.address": "hooks.test",
+        "server.port": 80,  # none in Host: the scheme's
+        "url.scheme": "http",
+    }
+    # Each sender its own (the attributes are cached per User-Agent, not shared across them).
+    assert [_peer(span) for span in server] == [
+        {**expected, "user_agent.original": agent} for agent in agents
+    ]
+
+
+async def test_behind_a_trusted_proxy_the_webhook_span_takes_what_it_forwarded(
+    broker: MemoryBroker, spans: InMemorySpanExporter
+) -> None:
+    import time
+
+    source = WebhookSource(
+        "billing", path="/webhooks/billing", scheme="standard", secrets=[SECRET], queue="billing"
+    )
+    async with WebhookReceiver([source], broker=broker, trust_forwarded=True) as receiver:
+        transport = httpx.ASGITransport(app=receiver, client=("10.0.0.2", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy:8080") as http:
+            forwarded = {
+                # The last entry is the one the proxy added; the first is the sender's own say.
+                "x-forwarded-for": "192.0.2.1, 203.0.113.9",
+                "x-forwarded-proto": "https",
+                "x-forwarded-host": "hooks.example.com",
+                "user-agent": "Stripe/1.0",
+            }
+            for n, extra in enumerate(({}, forwarded)):
+                headers = standard_headers(f"msg_t{n}", int(time.time()), BODY)
+                response = await http.post(
+                    "/webhooks/billing", content=BODY, headers={**headers, **extra}
+                )
+                assert response.status_code == 200
+    direct, proxied = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert _peer(direct) == {
+        "client.address": "10.0.0.2",
+        "network.peer.address": "10.0.0.2",
+        "network.protocol.version": "1.1",
+        "server.address": "proxy",
+        "server.port": 8080,
+        "url.scheme": "http",
+        "user_agent.original": f"python-httpx/{httpx.__version__}",
+    }
+    assert _peer(proxied) == {
+        "client.address": "203.0.113.9",
+        "network.peer.address": "10.0.0.2",  # the connection's: the proxy
+        "network.protocol.version": "1.1",
+        "server.address": "hooks.example.com",
+        "server.port": 443,
+        "url.scheme": "https",
+        "user_agent.original": "Stripe/1.0",
+    }
+
+
+@pytest.mark.parametrize(
+    ("host", "split"),
+    [
+        ("example.com", ("example.com", None)),
+        ("example.com:8443", ("example.com", 8443)),
+        ("192.0.2.1:80", ("192.0.2.1", 80)),
+        ("[::1]:8000", ("::1", 8000)),
+        ("[2001:db8::1]", ("2001:db8::1", None)),
+        ("2001:db8::1", ("2001:db8::1", None)),  # no brackets: no port can be told apart
+        ("example.com:", ("example.com:", None)),
+        ("example.com:https", ("example.com:https", None)),
+        ("example.com:65536", ("example.com:65536", None)),
+        ("example.com:\u0663", ("example.com:\u0663", None)),  # a digit, but not an ASCII one
+        ("[::1", ("[::1", None)),
+        ("[::1]8000", ("[::1]8000", None)),
+    ],
+)
+def test_a_host_is_split_into_address_and_port_and_a_malformed_one_stays_whole(
+    host: str, split: tuple[str, int | None]
+) -> None:
+    assert _tracing._split_host(host) == split
+
+
 async def test_untraced_the_webhook_path_makes_no_span_and_adds_no_header(
     http: httpx.AsyncClient, broker: MemoryBroker
 ) -> None:
@@ -802,6 +920,9 @@ def test_the_webhook_span_cache_stays_bounded(
         scope = {**_webhook_scope(), "path": f"/webhooks/billing/{n}"}
         span, token = _tracing.start_webhook("billing", "/webhooks/billing", scope, {})
         _tracing.end_webhook(span, token, 200, "accepted", None, None)
-    assert len(_tracing._webhook_spans) == 3
+    # Full, it started again: what it holds is the latest requests' attributes.
+    assert [key[3] for key in _tracing._webhook_spans] == [
+        f"/webhooks/billing/{n}" for n in (3, 4, 5)
+    ]
     paths = [span.attributes["url.path"] for span in spans.get_finished_spans() if span.attributes]
     assert paths == [f"/webhooks/billing/{n}" for n in range(6)]

@@ -354,16 +354,29 @@ def _other_method(attributes: dict[str, Any], method: str) -> str:
     return "HTTP"
 
 
+Proxied = tuple[str | None, str | None, str | None]
+"""What a trusted proxy forwarded: the sender's address, the scheme and the host it used."""
+NOT_PROXIED: Final[Proxied] = (None, None, None)
+
+
 def start_webhook(
-    source: str, route: str, scope: Mapping[str, Any], headers: Mapping[str, str]
+    source: str,
+    route: str,
+    scope: Mapping[str, Any],
+    headers: Mapping[str, str],
+    proxied: Proxied = NOT_PROXIED,
 ) -> tuple[Span, object]:
     """Start the SERVER span of one webhook request (``POST {route}``) and make it current.
 
-    ``headers`` are the request's, decoded, names in lower case. An incoming
-    ``traceparent`` (a proxy or an internal sender that traces) is its
-    parent, as for any HTTP server span. Hand-made rather than
-    ``start_as_current_span``: this is the ingest path, where every
-    microsecond shows in ``make bench``. End it with ``end_webhook``.
+    ``headers`` are the request's, decoded, names in lower case. ``proxied``:
+    what a trusted proxy forwarded (the sender's address, the scheme and the
+    host it used), for ``client.address``, ``url.scheme`` and
+    ``server.address``/``server.port``, which otherwise come from the peer,
+    the scope and the ``Host`` header. An incoming ``traceparent`` (a proxy or
+    an internal sender that traces) is its parent, as for any HTTP server
+    span. Hand-made rather than ``start_as_current_span``: this is the ingest
+    path, where every microsecond shows in ``make bench``. End it with
+    ``end_webhook``.
     """
     current = parent = get_context()
     traceparent = headers.get(TRACEPARENT)
@@ -374,7 +387,20 @@ def start_webhook(
             carrier["tracestate"] = state
         parent = _propagate.extract(carrier)
     # The method as sent: ``_webhook_span`` maps one outside the known ones (cache misses only).
-    key = (source, route, scope["method"], scope["path"], scope.get("scheme", "http"))
+    # A provider sends from a few addresses with one User-Agent: the key's values repeat.
+    peer = scope.get("client")
+    key = (
+        source,
+        route,
+        scope["method"],
+        scope["path"],
+        scope.get("scheme", "http"),
+        scope.get("http_version"),
+        headers.get("host"),
+        headers.get("user-agent"),
+        peer[0] if peer else None,
+        proxied,
+    )
     made = _webhook_spans.get(key)
     if made is None:
         made = _webhook_span(key)
@@ -471,10 +497,17 @@ class SharedAttributes(dict[str, Any]):
     __ior__ = _read_only
 
 
-# (source, route, method, path, scheme) -> the SERVER span's name and attributes; bounded, as
-# the method and path come from requests (past the bound they are made per request).
-_webhook_spans: dict[tuple[str, str, str, str, str], tuple[str, SharedAttributes]] = {}
+# (source, route, method, path, scheme, HTTP version, Host, User-Agent, peer address, proxied)
+_WebhookKey = tuple[
+    str, str, str, str, str, str | None, str | None, str | None, str | None, Proxied
+]
+
+# _WebhookKey -> the SERVER span's name and attributes. Bounded, as the method, path, headers
+# and addresses come from requests: when full it starts again, so that the values seen now
+# are the ones cached.
+_webhook_spans: dict[_WebhookKey, tuple[str, SharedAttributes]] = {}
 _WEBHOOK_SPANS_MAX: Final = 4096
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
 def _with_query(attributes: SharedAttributes, query: bytes) -> SharedAttributes:
@@ -484,8 +517,10 @@ def _with_query(attributes: SharedAttributes, query: bytes) -> SharedAttributes:
     return SharedAttributes({**attributes, "url.query": redact_query(query.decode("latin-1"))})
 
 
-def _webhook_span(key: tuple[str, str, str, str, str]) -> tuple[str, SharedAttributes]:
-    source, route, method, path, scheme = key
+def _webhook_span(key: _WebhookKey) -> tuple[str, SharedAttributes]:
+    source, route, method, path, scheme, version, host, agent, peer, proxied = key
+    client, forwarded_scheme, forwarded_host = proxied
+    scheme = forwarded_scheme or scheme
     attributes: dict[str, Any] = {
         "http.request.method": method,
         "url.path": path,
@@ -495,10 +530,73 @@ def _webhook_span(key: tuple[str, str, str, str, str]) -> tuple[str, SharedAttri
     }
     if method not in KNOWN_METHODS:
         method = _other_method(attributes, method)
+    attributes.update(
+        _peer_attributes(scheme, version, forwarded_host or host, agent, peer, client)
+    )
     made = (f"{method} {route}", SharedAttributes(attributes))
-    if len(_webhook_spans) < _WEBHOOK_SPANS_MAX:
-        _webhook_spans[key] = made
+    if len(_webhook_spans) >= _WEBHOOK_SPANS_MAX:
+        _webhook_spans.clear()
+    _webhook_spans[key] = made
     return made
+
+
+def _peer_attributes(
+    scheme: str,
+    version: str | None,
+    host: str | None,
+    agent: str | None,
+    peer: str | None,
+    client: str | None,
+) -> dict[str, str | int]:
+    """The HTTP conventions' recommended attributes of a server span, those the request has.
+
+    ``client.address``: the sender behind a trusted proxy (``client``), else
+    the peer. ``server.address`` and ``server.port``: the host the sender
+    used (``host``, from the proxy or the ``Host`` header); its port, else
+    the scheme's. ``network.peer.port`` is left out: it changes with every
+    connection, and the attributes are cached (the ingest path).
+    """
+    attributes: dict[str, str | int] = {}
+    address = client or peer
+    if address:
+        attributes["client.address"] = address
+    if peer:
+        attributes["network.peer.address"] = peer
+    if version:
+        attributes["network.protocol.version"] = version
+    if host:
+        server, port = _split_host(host)
+        if server:
+            attributes["server.address"] = server
+            if port is None:
+                port = _DEFAULT_PORTS.get(scheme)
+            if port is not None:
+                attributes["server.port"] = port
+    if agent:
+        attributes["user_agent.original"] = agent
+    return attributes
+
+
+def _split_host(host: str) -> tuple[str, int | None]:
+    """``Host`` (or a forwarded host) as address and port: ``[::1]:8000`` is ``::1`` and 8000.
+
+    A port that is not a number (0 to 65535) is no port, and the value then
+    stays whole as the address.
+    """
+    if host.startswith("["):  # an IPv6 literal
+        address, bracket, rest = host[1:].partition("]")
+        if not bracket:
+            return host, None
+        if not rest:
+            return address, None
+        port = rest[1:] if rest[0] == ":" else ""
+    else:
+        address, colon, port = host.rpartition(":")
+        if not colon or ":" in address:  # no port, or an IPv6 address without its brackets
+            return host, None
+    if port.isdigit() and port.isascii() and int(port) <= 65535:
+        return address, int(port)
+    return host, None
 
 
 # -- messaging -----------------------------------------------------------------------------

@@ -119,8 +119,9 @@ class WebhookReceiver:
     here) or a URL (``sqlite:///./interlink.db``: opened on ``start`` and
     closed on ``close``). ``retry_after`` (seconds) is sent with a 503.
     ``trust_forwarded``: rebuild the URL of a URL-signing scheme from
-    ``X-Forwarded-Proto``/``X-Forwarded-Host``, and take a turned-away
-    sender's address from the last ``X-Forwarded-For`` entry (the one the
+    ``X-Forwarded-Proto``/``X-Forwarded-Host``, and take the sender's
+    address (for a turned-away sender's log line and the SERVER span's
+    ``client.address``) from the last ``X-Forwarded-For`` entry (the one the
     proxy added), only behind a proxy that sets them. ``receipts``: the ``ReceiptLog`` of recent webhooks (default: a day,
     100,000 entries). ``stats`` holds a ``SourceStats`` per source name.
 
@@ -279,7 +280,8 @@ class WebhookReceiver:
             return
         # Observability (tracing): the SERVER span of this request, here rather than in a
         # coroutine of its own (this is the ingest path).
-        span, token = tracing.start_webhook(source.name, source.path, scope, headers)
+        proxied = _proxied(headers) if self.trust_forwarded else tracing.NOT_PROXIED
+        span, token = tracing.start_webhook(source.name, source.path, scope, headers, proxied)
         # Observability (logs): an id RequestIdMiddleware made up gives way to the trace id.
         adopted = (
             None
@@ -424,7 +426,7 @@ class WebhookReceiver:
     def _client(self, scope: Scope, headers: dict[str, str]) -> str | None:
         """The sender's address: the peer's, or behind a trusted proxy the one it forwarded."""
         if self.trust_forwarded:
-            forwarded = headers.get("x-forwarded-for", "").rsplit(",", 1)[-1].strip()
+            forwarded = _proxied(headers)[0]
             if forwarded:
                 return forwarded
         peer = scope.get("client")
@@ -438,9 +440,9 @@ class WebhookReceiver:
         scheme: str = scope.get("scheme", "http")
         host = headers.get("host")
         if self.trust_forwarded:
-            scheme = headers.get("x-forwarded-proto", scheme).split(",")[0].strip() or scheme
-            forwarded = headers.get("x-forwarded-host", "").split(",")[0].strip()
-            host = forwarded or host
+            _, forwarded_scheme, forwarded_host = _proxied(headers)
+            scheme = forwarded_scheme or scheme
+            host = forwarded_host or host
         if not host:
             server = scope.get("server") or ("localhost", None)
             host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
@@ -449,6 +451,21 @@ class WebhookReceiver:
         if root and not path.startswith(root):
             path = root + path
         return f"{scheme}://{host}{path}{suffix}"
+
+
+def _proxied(headers: dict[str, str]) -> tracing.Proxied:
+    """What a proxy forwarded: the sender's address, and the scheme and host the sender used.
+
+    The address is the last ``X-Forwarded-For`` entry (the one the proxy
+    added: the ones before it are the sender's own say); the scheme and host
+    are the first ``X-Forwarded-Proto``/``X-Forwarded-Host`` entries. ``None``
+    for each the request does not carry. Believed only with
+    ``trust_forwarded``.
+    """
+    client = headers.get("x-forwarded-for", "").rsplit(",", 1)[-1].strip()
+    scheme = headers.get("x-forwarded-proto", "").split(",")[0].strip()
+    host = headers.get("x-forwarded-host", "").split(",")[0].strip()
+    return client or None, scheme or None, host or None
 
 
 _TOO_LARGE: Final = b"\0too large\0"
