@@ -6,6 +6,7 @@ for the docs sends Prometheus the same queries), loaded from its file.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 from pathlib import Path
@@ -47,8 +48,13 @@ def variables() -> list[dict[str, Any]]:
     return found
 
 
+@functools.cache
+def _variable_names() -> tuple[str, ...]:
+    """Read once: ``promql`` runs for every panel, and the file does not change under a test."""
+    return tuple(variable["name"] for variable in variables())
+
+
 def promql(expr: str, rate_interval: str) -> str:
     """A panel's or a variable's query as Grafana sends it, every variable at "All"."""
-    names = [variable["name"] for variable in variables()]
-    query: str = dashboard_image.promql(expr, rate_interval, names)
+    query: str = dashboard_image.promql(expr, rate_interval, _variable_names())
     return query
