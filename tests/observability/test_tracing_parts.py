@@ -248,6 +248,23 @@ async def test_behind_a_trusted_proxy_the_webhook_span_takes_what_it_forwarded(
     }
 
 
+async def test_a_long_user_agent_is_recorded_whole_but_not_kept_in_the_attribute_cache(
+    http: httpx.AsyncClient, spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any sender, signed or not, picks its User-Agent: the cache must not keep what it sends."""
+    import time
+
+    monkeypatch.setattr(_tracing, "_webhook_spans", {})
+    agents = ("a" * 600, "Stripe/1.0")
+    for n, agent in enumerate(agents):
+        headers = {**standard_headers(f"msg_l{n}", int(time.time()), BODY), "user-agent": agent}
+        response = await http.post("/webhooks/billing", content=BODY, headers=headers)
+        assert response.status_code == 200
+    server = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert [attributes(span)["user_agent.original"] for span in server] == list(agents)
+    assert [key[7] for key in _tracing._webhook_spans] == ["Stripe/1.0"]
+
+
 @pytest.mark.parametrize(
     ("host", "split"),
     [

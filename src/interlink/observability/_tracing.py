@@ -507,6 +507,10 @@ _WebhookKey = tuple[
 # are the ones cached.
 _webhook_spans: dict[_WebhookKey, tuple[str, SharedAttributes]] = {}
 _WEBHOOK_SPANS_MAX: Final = 4096
+# The most characters of the request's own values (method, Host, User-Agent, addresses) an
+# entry may hold: a sender, signed or not, can send any; longer ones are made per request,
+# so that the cache stays small (a few MB at most) whatever comes.
+_CACHED_CHARS_MAX: Final = 512
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
@@ -534,9 +538,11 @@ def _webhook_span(key: _WebhookKey) -> tuple[str, SharedAttributes]:
         _peer_attributes(scheme, version, forwarded_host or host, agent, peer, client)
     )
     made = (f"{method} {route}", SharedAttributes(attributes))
-    if len(_webhook_spans) >= _WEBHOOK_SPANS_MAX:
-        _webhook_spans.clear()
-    _webhook_spans[key] = made
+    sent = (key[2], host, agent, peer, *proxied)
+    if sum(len(value) for value in sent if value) <= _CACHED_CHARS_MAX:
+        if len(_webhook_spans) >= _WEBHOOK_SPANS_MAX:
+            _webhook_spans.clear()
+        _webhook_spans[key] = made
     return made
 
 
