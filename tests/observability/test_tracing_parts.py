@@ -280,12 +280,26 @@ async def test_a_long_user_agent_is_recorded_whole_but_not_kept_in_the_attribute
         ("example.com:\u0663", ("example.com:\u0663", None)),  # a digit, but not an ASCII one
         ("[::1", ("[::1", None)),
         ("[::1]8000", ("[::1]8000", None)),
+        ("[]", ("", None)),  # no address at all: no server.address
     ],
 )
 def test_a_host_is_split_into_address_and_port_and_a_malformed_one_stays_whole(
     host: str, split: tuple[str, int | None]
 ) -> None:
     assert _tracing._split_host(host) == split
+
+
+def test_the_peer_attributes_leave_out_what_the_request_does_not_tell() -> None:
+    peer = _tracing._peer_attributes
+    assert peer("http", None, None, None, None, None) == {}
+    assert peer("http", "2", "[]", None, None, None) == {"network.protocol.version": "2"}
+    # A scheme without a known default port (a proxy's own, say): the host, but no port.
+    assert peer("ws", None, "example.com", None, None, None) == {"server.address": "example.com"}
+    assert peer("https", None, "example.com", None, None, "203.0.113.9") == {
+        "client.address": "203.0.113.9",  # forwarded, with no peer (a UNIX socket)
+        "server.address": "example.com",
+        "server.port": 443,
+    }
 
 
 async def test_untraced_the_webhook_path_makes_no_span_and_adds_no_header(
