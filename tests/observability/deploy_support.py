@@ -13,8 +13,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "interlink.json"
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 
 
 def _tool() -> ModuleType:
@@ -58,3 +61,9 @@ def promql(expr: str, rate_interval: str) -> str:
     """A panel's or a variable's query as Grafana sends it, every variable at "All"."""
     query: str = dashboard_image.promql(expr, rate_interval, _variable_names())
     return query
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    """The alerting rules of ``deploy/prometheus/alerts.yml``, every group's."""
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]

@@ -35,7 +35,14 @@ from interlink.service._load import load_config
 from interlink.service._runtime import Service
 from interlink.testing import FakeUpstream
 from tests.client.client_support import closed_port
-from tests.observability.deploy_support import ROOT, dashboard_image, panels, promql, variables
+from tests.observability.deploy_support import (
+    ROOT,
+    alert_rules,
+    dashboard_image,
+    panels,
+    promql,
+    variables,
+)
 from tests.observability.metrics_support import scripted_run, write_config
 from tests.polling import eventually
 from tests.service.ops_support import HANDLED, post_webhook
@@ -225,7 +232,7 @@ async def test_prometheus_scrapes_serve_and_a_worker_and_the_dashboard_adds_them
             async with session.get(f"{url}/api/v1/rules") as response:
                 groups = (await response.json())["data"]["groups"]
             rules = [rule for group in groups for rule in group["rules"]]
-            assert len(rules) == 5
+            assert len(rules) == len(alert_rules())  # every rule loaded
             assert {rule["health"] for rule in rules} == {"ok"}, rules
             # Scraped as OpenMetrics, the processing durations brought their exemplars: each
             # names the trace of a message the worker handled.
