@@ -122,6 +122,7 @@ def test_the_alerts_cover_what_the_issue_asks() -> None:
         "InterlinkWebhookSignatureRejectionsSpiking",
         "InterlinkWebhooksNotStored",
         "InterlinkOldestMessageTooOld",
+        "InterlinkQueueFiguresUnreadable",
         "InterlinkUpstreamQuotaNearlyExhausted",
     }
     assert rules["InterlinkCircuitBreakerOpen"]["for"] == "5m"
@@ -129,6 +130,7 @@ def test_the_alerts_cover_what_the_issue_asks() -> None:
     assert "interlink_queue_dead_letters" in rules["InterlinkDeadLettersGrowing"]["expr"]
     assert 'outcome="rejected"' in rules["InterlinkWebhookSignatureRejectionsSpiking"]["expr"]
     assert 'outcome="unavailable"' in rules["InterlinkWebhooksNotStored"]["expr"]
+    assert "interlink_queue_stats_errors_total" in rules["InterlinkQueueFiguresUnreadable"]["expr"]
     for rule in rules.values():
         assert rule["labels"]["severity"] in {"warning", "critical"}
         assert rule["annotations"]["summary"]

@@ -263,18 +263,22 @@ class MetricsRecorder:
 
         Each queue within ``within`` seconds; one that fails or is late counts in
         ``interlink_queue_stats_errors_total`` and its gauges are left out of the
-        scrape (a stale figure shown as fresh would hide a stuck broker).
+        scrape (a stale figure shown as fresh would hide a stuck broker). That
+        counter starts at 0 for every queue read, so that ``increase()`` (the
+        ``InterlinkQueueFiguresUnreadable`` alert) sees the first failure too.
         """
         names = list(dict.fromkeys(queues))
         results = await asyncio.gather(
             *(self._read_queue(broker, name, within) for name in names), return_exceptions=True
         )
+        errors = self._queue_read_errors
         for name, result in zip(names, results, strict=True):
             if isinstance(result, QueueSnapshot):
                 self.queues[name] = result
+                errors.setdefault((name,), 0)
             else:
                 self.queues.pop(name, None)
-                _add(self._queue_read_errors, (name,))
+                _add(errors, (name,))
 
     @staticmethod
     async def _read_queue(broker: Broker, queue: str, within: float) -> QueueSnapshot:
