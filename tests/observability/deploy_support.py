@@ -54,7 +54,7 @@ def variables() -> list[dict[str, Any]]:
 @functools.cache
 def _variable_names() -> tuple[str, ...]:
     """Read once: ``promql`` runs for every panel, and the file does not change under a test."""
-    return tuple(variable["name"] for variable in variables())
+    return tuple(dashboard_image.variable_names(dashboard()))
 
 
 def promql(expr: str, rate_interval: str) -> str:

@@ -119,7 +119,7 @@ class PaymentProvider(LocalServer):
         self._payments: dict[str, dict[str, Any]] = {}
         self._random = random.Random(seed)
         self._started_at = time.monotonic()
-        self._quota_window = 0
+        self._window_index = 0
         self._quota_used = 0
 
     # -- the API ---------------------------------------------------------------------------
@@ -140,8 +140,8 @@ class PaymentProvider(LocalServer):
         """
         elapsed = self.elapsed
         window = int(elapsed // self.quota_window)
-        if window != self._quota_window:
-            self._quota_window, self._quota_used = window, 0
+        if window != self._window_index:
+            self._window_index, self._quota_used = window, 0
         self._quota_used += 1
         reset = max(1, math.ceil((window + 1) * self.quota_window - elapsed))
         return self.quota_limit - self._quota_used, reset

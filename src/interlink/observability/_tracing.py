@@ -524,6 +524,8 @@ def _with_query(attributes: SharedAttributes, query: bytes) -> SharedAttributes:
 def _webhook_span(key: _WebhookKey) -> tuple[str, SharedAttributes]:
     source, route, method, path, scheme, version, host, agent, peer, proxied = key
     client, forwarded_scheme, forwarded_host = proxied
+    sent = (method, host, agent, peer, client, forwarded_scheme, forwarded_host)
+    cached = sum(len(value) for value in sent if value) <= _CACHED_CHARS_MAX
     scheme = forwarded_scheme or scheme
     attributes: dict[str, Any] = {
         "http.request.method": method,
@@ -538,8 +540,7 @@ def _webhook_span(key: _WebhookKey) -> tuple[str, SharedAttributes]:
         _peer_attributes(scheme, version, forwarded_host or host, agent, peer, client)
     )
     made = (f"{method} {route}", SharedAttributes(attributes))
-    sent = (key[2], host, agent, peer, *proxied)
-    if sum(len(value) for value in sent if value) <= _CACHED_CHARS_MAX:
+    if cached:
         if len(_webhook_spans) >= _WEBHOOK_SPANS_MAX:
             _webhook_spans.clear()
         _webhook_spans[key] = made

@@ -122,8 +122,9 @@ class WebhookReceiver:
     ``X-Forwarded-Proto``/``X-Forwarded-Host``, and take the sender's
     address (for a turned-away sender's log line and the SERVER span's
     ``client.address``) from the last ``X-Forwarded-For`` entry (the one the
-    proxy added), only behind a proxy that sets them. ``receipts``: the ``ReceiptLog`` of recent webhooks (default: a day,
-    100,000 entries). ``stats`` holds a ``SourceStats`` per source name.
+    proxy added), only behind a proxy that sets them. ``receipts``: the
+    ``ReceiptLog`` of recent webhooks (default: a day, 100,000 entries).
+    ``stats`` holds a ``SourceStats`` per source name.
 
     Start it with ``async with receiver:`` (or ``start``/``close``), with
     ``lifespan=receiver.lifespan`` in FastAPI/Starlette, or let uvicorn send
@@ -319,21 +320,13 @@ class WebhookReceiver:
             return "method_not_allowed", None, 405
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > source.max_body:
-            stats.too_large += 1
-            client = self._client(scope, headers)
-            stats.recent.append(RecentWebhook(received_at, "too_large", client=client))
-            await _respond(send, *_too_large(source))
-            return "too_large", None, 413
+            return await self._refuse_too_large(source, stats, received_at, scope, headers, send)
         read = await _read_body(receive, source.max_body)
         if read is None:  # the client went away: nothing was answered, nothing stored
             return "disconnected", None, None
         body = read
         if body is _TOO_LARGE:
-            stats.too_large += 1
-            client = self._client(scope, headers)
-            stats.recent.append(RecentWebhook(received_at, "too_large", client=client))
-            await _respond(send, *_too_large(source))
-            return "too_large", None, 413
+            return await self._refuse_too_large(source, stats, received_at, scope, headers, send)
         verifier = source.verifier
         url = self._url(scope, headers, source) if verifier.needs_url else None
         try:
@@ -422,6 +415,22 @@ class WebhookReceiver:
         stats.recent.append(RecentWebhook(received_at, "accepted", webhook.id, receipt))
         await _respond(send, 200, _JSON, _receipt_body(receipt, False))
         return "accepted", None, 200
+
+    async def _refuse_too_large(
+        self,
+        source: WebhookSource,
+        stats: SourceStats,
+        received_at: float,
+        scope: Scope,
+        headers: dict[str, str],
+        send: Send,
+    ) -> tuple[str, None, int]:
+        """Answer 413 to a body over ``source.max_body`` (declared or read): counted, kept."""
+        stats.too_large += 1
+        client = self._client(scope, headers)
+        stats.recent.append(RecentWebhook(received_at, "too_large", client=client))
+        await _respond(send, *_too_large(source))
+        return "too_large", None, 413
 
     def _client(self, scope: Scope, headers: dict[str, str]) -> str | None:
         """The sender's address: the peer's, or behind a trusted proxy the one it forwarded."""
