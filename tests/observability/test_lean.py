@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -593,6 +593,112 @@ def test_a_span_ignores_changes_after_it_ended(
     assert done.events == ()
     assert done.links == ()
     assert done.status.status_code is StatusCode.UNSET
+
+
+class Gate:
+    """Stops the first thread that reaches it until the test lets it go (``go``)."""
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()
+        self.go = threading.Event()
+        self.passed = False
+
+    def __call__(self) -> None:
+        if not self.passed:
+            self.passed = True
+            self.reached.set()
+            assert self.go.wait(10), "the test never let the writer go"
+
+
+class SlowKey(str):
+    """An attribute key whose first hash waits at a gate: a writer caught mid-write."""
+
+    gate: Gate
+
+    def __hash__(self) -> int:
+        self.gate()
+        return str.__hash__(self)
+
+    def __eq__(self, other: object) -> bool:
+        return str.__eq__(self, other)
+
+
+class SlowAttributes(Mapping[str, Any]):
+    """Attributes whose first value read waits at a gate: a writer caught mid-write."""
+
+    def __init__(self, gate: Gate, values: dict[str, Any]) -> None:
+        self.gate = gate
+        self.given = values
+
+    def __getitem__(self, key: str) -> Any:
+        self.gate()
+        return self.given[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.given)
+
+    def __len__(self) -> int:
+        return len(self.given)
+
+
+class ReadsWhileWritten(SpanExporter):
+    """Reads each span's attributes, letting a held writer finish after the first one is read."""
+
+    def __init__(self, gate: Gate, writer: threading.Thread) -> None:
+        self.gate = gate
+        self.writer = writer
+        self.read: list[tuple[str, Any]] = []
+        self.exported: list[str] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        for span in spans:
+            for n, item in enumerate((span.attributes or {}).items()):
+                if n == 0:
+                    self.gate.go.set()
+                    self.writer.join(10)
+                    assert not self.writer.is_alive()
+                self.read.append(item)
+            self.exported.append(span.name)
+        return SpanExportResult.SUCCESS
+
+
+@pytest.mark.parametrize("how", ["set_attribute", "set_attributes"])
+def test_a_change_racing_the_end_neither_changes_nor_breaks_the_export(
+    how: str, lean: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The API asks spans to be safe for concurrent use: a thread that set an attribute just as
+    # another ended the span must not change the attributes under the exporter reading them
+    # (the batch would fail and be lost) nor after the end.
+    gate = Gate()
+    span: Any = None
+    if how == "set_attribute":
+        key = SlowKey("late")
+        key.gate = gate
+
+        def write() -> None:
+            span.set_attribute(key, 1)
+
+    else:
+
+        def write() -> None:
+            span.set_attributes(SlowAttributes(gate, {"late": 1, "later": 2}))
+
+    writer = threading.Thread(target=write)
+    exporter = ReadsWhileWritten(gate, writer)
+    provider = lean(exporter, batch=False)  # exported in the ending thread, as it ends
+    span = provider.get_tracer("race").start_span("raced", attributes={"a": 1, "b": 2})
+    with caplog.at_level(logging.WARNING):
+        writer.start()
+        assert gate.reached.wait(10)  # the writer is past the check that the span runs
+        span.end()
+    writer.join(10)
+    assert exporter.exported == ["raced"]
+    assert exporter.read == [("a", 1), ("b", 2)]
+    assert dict(span.attributes) == {"a": 1, "b": 2}  # the late change came after the end
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in caplog.records if r.name == LOG] == [
+        f"Tried to {how} on an ended span (raced)."
+    ]
 
 
 def limited_span(

@@ -328,9 +328,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             self._unchecked = True  # validated in the export thread
             if isinstance(value, Sequence) and not isinstance(value, str | bytes):
                 value = tuple(value)  # the value as it is now, as the SDK keeps it
-        attributes = self._attributes
-        if type(attributes) is SharedAttributes:  # shared with other spans: this span's own copy
-            attributes = self._attributes = dict(attributes)
+        attributes = dict(self._attributes)  # copied on write: see _publish
         if key in attributes:
             del attributes[key]  # set again: now the newest, as in the SDK
         elif len(attributes) >= self._tracer.limits_attributes:
@@ -340,21 +338,21 @@ class LeanSpan(trace_api.Span, ReadableSpan):
                 return
             del attributes[next(iter(attributes))]  # full: the oldest goes, as in the SDK
         attributes[key] = value
+        self._publish(attributes, "set_attribute")
 
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
         if self._end_time is not None:
             self._after_end("set_attributes")
             return
         mine = self._attributes
-        if type(mine) is SharedAttributes:  # shared with other spans: this span's own copy
-            mine = self._attributes = dict(mine)
         if (
             len(mine) + len(attributes) <= self._tracer.limits_attributes
             and _plain(attributes)
             and "" not in attributes
             and _KEYS.issuperset(map(type, attributes))
         ):
-            mine.update(attributes)  # plain values under valid keys: nothing to check later
+            # Plain values under valid keys: nothing to check later. Copied on write (_publish).
+            self._publish({**mine, **attributes}, "set_attributes")
             return
         for key, value in attributes.items():
             if key and not isinstance(key, str):
@@ -457,7 +455,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         """
         mine = self._attributes
         if self._end_time is None and len(mine) + len(attributes) <= self._tracer.limits_attributes:
-            mine.update(attributes)  # (never a SharedAttributes: they refuse it)
+            self._attributes = {**mine, **attributes}  # copied on write (_publish)
             self.end()
             return
         self.set_attributes(attributes)
@@ -509,6 +507,23 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             f'LeanSpan(name="{self._name}", trace_id=0x{self.trace_id:032x},'
             f" span_id=0x{self.span_id:016x})"
         )
+
+    def _publish(self, attributes: dict[str, Any], what: str) -> None:
+        """Make ``attributes``, a new dict, the span's, unless it ended meanwhile.
+
+        Why copy on write: the API asks a span to be safe for concurrent use.
+        A thread may set an attribute just as another ends the span, past the
+        check that it runs, while the exporter reads it. A dict a span has held
+        is never changed afterwards, so the exporter reads one that holds
+        still (changed under it, the batch would fail and be lost); the late
+        change is refused, as after an end. The SDK's span takes a lock for
+        this instead; a change costs a copy of the span's attributes here, and
+        the webhook ingest path makes none.
+        """
+        if self._end_time is not None:
+            self._after_end(what)
+            return
+        self._attributes = attributes
 
     def _after_end(self, what: str) -> None:
         _log.warning("Tried to %s on an ended span (%s).", what, self._name)
