@@ -478,10 +478,15 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         self.finish(attributes)
 
     def end(self, end_time: int | None = None) -> None:
+        # The time first: with no call between the check and the store, two threads ending
+        # the span at once cannot both pass the check (CPython, holding its GIL, switches
+        # threads only at calls and backward jumps), so the span is queued once, as the
+        # SDK's lock ensures.
+        now = _time_ns() if end_time is None else end_time
         if self._end_time is not None:
             _log.warning("Calling end() on an ended span.")
             return
-        self._end_time = _time_ns() if end_time is None else end_time
+        self._end_time = now
         batcher = self._tracer.batcher
         queue = batcher.queue
         if len(queue) < batcher._room:  # no batch full yet, nothing to drop: the usual case
@@ -523,7 +528,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         if self._end_time is not None:
             self._after_end(what)
             return
-        self._attributes = attributes
+        self._attributes = attributes  # no call since the check: end() cannot come between
 
     def _after_end(self, what: str) -> None:
         _log.warning("Tried to %s on an ended span (%s).", what, self._name)
