@@ -701,6 +701,35 @@ def test_a_change_racing_the_end_neither_changes_nor_breaks_the_export(
     ]
 
 
+def test_a_span_ended_by_two_threads_at_once_is_exported_once(
+    monkeypatch: pytest.MonkeyPatch, lean: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The first thread to end it is held where it reads the clock; the second ends it meanwhile.
+    gate = Gate()
+    clock = _lean._time_ns
+
+    def held_clock() -> int:
+        gate()
+        return clock()
+
+    exporter = InMemorySpanExporter()
+    provider = lean(exporter, batch=False)
+    span = provider.get_tracer("race").start_span("ended twice")
+    monkeypatch.setattr(_lean, "_time_ns", held_clock)
+    first = threading.Thread(target=span.end)
+    with caplog.at_level(logging.WARNING):
+        first.start()
+        assert gate.reached.wait(10)
+        span.end()
+        gate.go.set()
+        first.join(10)
+    assert not first.is_alive()
+    assert [s.name for s in exporter.get_finished_spans()] == ["ended twice"]
+    assert [r.getMessage() for r in caplog.records if r.name == LOG] == [
+        "Calling end() on an ended span."
+    ]
+
+
 def limited_span(
     provider: trace.TracerProvider,
     exporter: InMemorySpanExporter,
