@@ -31,6 +31,7 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import (
     INVALID_SPAN_CONTEXT,
     Link,
@@ -728,6 +729,44 @@ def test_a_span_ended_by_two_threads_at_once_is_exported_once(
     assert [r.getMessage() for r in caplog.records if r.name == LOG] == [
         "Calling end() on an ended span."
     ]
+
+
+@pytest.mark.parametrize("what", ["event", "link"])
+def test_two_threads_adding_a_spans_first_events_at_once_both_keep_theirs(
+    what: str, monkeypatch: pytest.MonkeyPatch, lean: Make
+) -> None:
+    # The first thread is held as it makes the span's list; the second adds its own meanwhile.
+    gate = Gate()
+
+    class HeldList(BoundedList):  # type: ignore[type-arg]
+        def __init__(self, maxlen: int | None) -> None:
+            gate()
+            super().__init__(maxlen)
+
+    exporter = InMemorySpanExporter()
+    provider = lean(exporter, batch=False)
+    span = provider.get_tracer("race").start_span("added to at once")
+    monkeypatch.setattr(_lean, "BoundedList", HeldList)
+
+    def add(n: int) -> None:
+        if what == "event":
+            span.add_event(f"event {n}")
+        else:
+            span.add_link(SpanContext(TRACE_ID, PARENT_ID + n, is_remote=True))
+
+    first = threading.Thread(target=add, args=(1,))
+    first.start()
+    assert gate.reached.wait(10)
+    add(2)
+    gate.go.set()
+    first.join(10)
+    assert not first.is_alive()
+    span.end()
+    [done] = exporter.get_finished_spans()
+    if what == "event":
+        assert sorted(event.name for event in done.events) == ["event 1", "event 2"]
+    else:
+        assert sorted(link.context.span_id for link in done.links) == [PARENT_ID + 1, PARENT_ID + 2]
 
 
 def limited_span(

@@ -53,7 +53,7 @@ import traceback
 import weakref
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from types import TracebackType
-from typing import Any, Final, overload
+from typing import Any, Final, cast, overload
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
@@ -371,11 +371,16 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             self._after_end("add_event")
             return
         events = self._events
-        if not events:
-            events = self._events = BoundedList(self._tracer.limits.max_events)
+        if type(events) is tuple:  # the span's first event: its list
+            made: BoundedList[Event] = BoundedList(self._tracer.limits.max_events)
+            # Again, after that call: another thread may have made one meanwhile (and with no
+            # call from this check to the store, no thread can come in between, as in end).
+            events = self._events
+            if type(events) is tuple:
+                events = self._events = made
             self._touched = True
         limits = self._tracer.limits
-        events.append(
+        cast("BoundedList[Event]", events).append(
             Event(
                 name,
                 BoundedAttributes(
@@ -394,10 +399,14 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             return
         link = self._tracer.link(context, attributes)
         if link is not None:
-            if not self._links:
-                self._links = BoundedList(self._tracer.limits.max_links)
+            links = self._links
+            if type(links) is tuple:  # the span's first link: its list (as in add_event)
+                made: BoundedList[Link] = BoundedList(self._tracer.limits.max_links)
+                links = self._links
+                if type(links) is tuple:
+                    links = self._links = made
                 self._touched = True
-            self._links.append(link)
+            cast("BoundedList[Link]", links).append(link)
 
     def update_name(self, name: str) -> None:
         if self._end_time is not None:
