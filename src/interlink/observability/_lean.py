@@ -328,7 +328,9 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             self._unchecked = True  # validated in the export thread
             if isinstance(value, Sequence) and not isinstance(value, str | bytes):
                 value = tuple(value)  # the value as it is now, as the SDK keeps it
-        attributes = dict(self._attributes)  # copied on write: see _publish
+        attributes = self._attributes
+        if type(attributes) is SharedAttributes:  # shared with other spans: this span's own copy
+            attributes = self._attributes = dict(attributes)
         if key in attributes:
             del attributes[key]  # set again: now the newest, as in the SDK
         elif len(attributes) >= self._tracer.limits_attributes:
@@ -338,21 +340,21 @@ class LeanSpan(trace_api.Span, ReadableSpan):
                 return
             del attributes[next(iter(attributes))]  # full: the oldest goes, as in the SDK
         attributes[key] = value
-        self._publish(attributes, "set_attribute")
 
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
         if self._end_time is not None:
             self._after_end("set_attributes")
             return
         mine = self._attributes
+        if type(mine) is SharedAttributes:  # shared with other spans: this span's own copy
+            mine = self._attributes = dict(mine)
         if (
             len(mine) + len(attributes) <= self._tracer.limits_attributes
             and _plain(attributes)
             and "" not in attributes
             and _KEYS.issuperset(map(type, attributes))
         ):
-            # Plain values under valid keys: nothing to check later. Copied on write (_publish).
-            self._publish({**mine, **attributes}, "set_attributes")
+            mine.update(attributes)  # plain values under valid keys: nothing to check later
             return
         for key, value in attributes.items():
             if key and not isinstance(key, str):
@@ -464,7 +466,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         """
         mine = self._attributes
         if self._end_time is None and len(mine) + len(attributes) <= self._tracer.limits_attributes:
-            self._attributes = {**mine, **attributes}  # copied on write (_publish)
+            mine.update(attributes)  # (never a SharedAttributes: they refuse it)
             self.end()
             return
         self.set_attributes(attributes)
@@ -521,23 +523,6 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             f'LeanSpan(name="{self._name}", trace_id=0x{self.trace_id:032x},'
             f" span_id=0x{self.span_id:016x})"
         )
-
-    def _publish(self, attributes: dict[str, Any], what: str) -> None:
-        """Make ``attributes``, a new dict, the span's, unless it ended meanwhile.
-
-        Why copy on write: the API asks a span to be safe for concurrent use.
-        A thread may set an attribute just as another ends the span, past the
-        check that it runs, while the exporter reads it. A dict a span has held
-        is never changed afterwards, so the exporter reads one that holds
-        still (changed under it, the batch would fail and be lost); the late
-        change is refused, as after an end. The SDK's span takes a lock for
-        this instead; a change costs a copy of the span's attributes here, and
-        the webhook ingest path makes none.
-        """
-        if self._end_time is not None:
-            self._after_end(what)
-            return
-        self._attributes = attributes  # no call since the check: end() cannot come between
 
     def _after_end(self, what: str) -> None:
         _log.warning("Tried to %s on an ended span (%s).", what, self._name)
@@ -654,6 +639,26 @@ class _Readable(Sequence[ReadableSpan]):
 # ``spans``, getrefcount's argument), and to a span of it (the list, the loop, the argument).
 _BATCH_REFERENCES: Final = 3
 _SPAN_REFERENCES: Final = 3
+_HELD_REFERENCES: Final = 4  # the same in _held, which the span is passed to
+
+
+def _held(span: LeanSpan) -> bool:
+    """Whether anything but the export loop (``for span in spans``) may still reach ``span``.
+
+    Why the export thread asks: the API asks a span to be safe for concurrent
+    use, and a thread may set an attribute just as another ends the span,
+    past the check that it still runs. Its dict changing under the exporter
+    would make the export fail and the whole batch be lost; the SDK's span
+    takes a lock per span against it. Here the export thread gives such a
+    span a copy of its attributes (a dict copies at once, for other threads),
+    and the late change goes to the old dict, not exported, as the SDK would
+    refuse it. A span nothing else refers to (the ingest path's) is not
+    copied. Without reference counts (not CPython), every span is.
+    """
+    if _getrefcount is None:  # pragma: no cover - CPython has reference counts
+        return True
+    # The batch's list, the loop's variable, this call's argument and getrefcount's own.
+    return bool(_getrefcount(span) > _HELD_REFERENCES or weakref.getweakrefcount(span))
 
 
 class _Batcher:
@@ -772,12 +777,17 @@ class _Batcher:
             if _SHARED_LAYOUT:
                 truncating = self.truncating
                 for span in spans:  # LeanSpan._prepare, inline
+                    if type(span._attributes) is dict and _held(span):
+                        span._attributes = span._attributes.copy()
                     if span._context is None:
                         span.get_span_context()
                     if span._unchecked or truncating:
                         span._check_attributes()
                 self.exporter.export(spans)
             else:  # an SDK that keeps a ReadableSpan's fields otherwise
+                for span in spans:
+                    if type(span._attributes) is dict and _held(span):
+                        span._attributes = span._attributes.copy()
                 self.exporter.export(_Readable(spans))
         except Exception:
             _log.exception("tracing: the exporter failed; %d spans lost", len(spans))
