@@ -639,26 +639,29 @@ class _Readable(Sequence[ReadableSpan]):
 # ``spans``, getrefcount's argument), and to a span of it (the list, the loop, the argument).
 _BATCH_REFERENCES: Final = 3
 _SPAN_REFERENCES: Final = 3
-_HELD_REFERENCES: Final = 4  # the same in _held, which the span is passed to
+_HELD_REFERENCES: Final = 4  # the same in _copy_if_held, which the span is passed to
 
 
-def _held(span: LeanSpan) -> bool:
-    """Whether anything but the export loop (``for span in spans``) may still reach ``span``.
+def _copy_if_held(span: LeanSpan) -> None:
+    """Give an ended span that something else still refers to a copy of its attributes.
 
-    Why the export thread asks: the API asks a span to be safe for concurrent
-    use, and a thread may set an attribute just as another ends the span,
-    past the check that it still runs. Its dict changing under the exporter
-    would make the export fail and the whole batch be lost; the SDK's span
-    takes a lock per span against it. Here the export thread gives such a
-    span a copy of its attributes (a dict copies at once, for other threads),
-    and the late change goes to the old dict, not exported, as the SDK would
-    refuse it. A span nothing else refers to (the ingest path's) is not
-    copied. Without reference counts (not CPython), every span is.
+    The export thread's, for a span whose attributes are a plain dict. Why:
+    the API asks a span to be safe for concurrent use, and a thread may set an
+    attribute just as another ends the span, past the check that it still
+    runs. Its dict changing under the exporter would make the export fail and
+    the whole batch be lost; the SDK's span takes a lock per span against it.
+    A dict copies at once for other threads, so the exporter reads one that
+    holds still, and the late change goes to the old dict, not exported, as
+    the SDK would refuse it. A span nothing else refers to (the ingest path's)
+    is not copied. Without reference counts (not CPython), every span is.
     """
-    if _getrefcount is None:  # pragma: no cover - CPython has reference counts
-        return True
-    # The batch's list, the loop's variable, this call's argument and getrefcount's own.
-    return bool(_getrefcount(span) > _HELD_REFERENCES or weakref.getweakrefcount(span))
+    if (
+        _getrefcount is None  # pragma: no cover - CPython has reference counts
+        # The batch's list, the loop's variable, this call's argument and getrefcount's own.
+        or _getrefcount(span) > _HELD_REFERENCES
+        or weakref.getweakrefcount(span)
+    ):
+        span._attributes = span._attributes.copy()
 
 
 class _Batcher:
@@ -777,8 +780,8 @@ class _Batcher:
             if _SHARED_LAYOUT:
                 truncating = self.truncating
                 for span in spans:  # LeanSpan._prepare, inline
-                    if type(span._attributes) is dict and _held(span):
-                        span._attributes = span._attributes.copy()
+                    if type(span._attributes) is dict:
+                        _copy_if_held(span)
                     if span._context is None:
                         span.get_span_context()
                     if span._unchecked or truncating:
@@ -786,8 +789,8 @@ class _Batcher:
                 self.exporter.export(spans)
             else:  # an SDK that keeps a ReadableSpan's fields otherwise
                 for span in spans:
-                    if type(span._attributes) is dict and _held(span):
-                        span._attributes = span._attributes.copy()
+                    if type(span._attributes) is dict:
+                        _copy_if_held(span)
                 self.exporter.export(_Readable(spans))
         except Exception:
             _log.exception("tracing: the exporter failed; %d spans lost", len(spans))
