@@ -44,10 +44,13 @@ from opentelemetry.trace import (
     TraceState,
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from interlink.messaging import MemoryBroker
 from interlink.observability import _lean, _tracing
 from interlink.observability._lean import LeanSpan, LeanTracerProvider
+from interlink.observability._metrics import MetricsRecorder
 from tests.polling import wait_until
 
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
@@ -1096,6 +1099,56 @@ def test_a_full_queue_drops_the_oldest_counts_and_warns_once(
     assert provider.force_flush()
     # As in the SDK's BatchSpanProcessor, the oldest queued spans gave way to the newest.
     assert exporter.names() == [*taken, "queued 3", "dropped 1", "dropped 2", "dropped 3"]
+
+
+def spans_metric() -> dict[str, float]:
+    """``interlink_tracing_spans_total`` as ``MetricsRecorder`` serves it: outcome -> count."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MetricsRecorder())
+    text = generate_latest(registry).decode()
+    [family] = [
+        f for f in text_string_to_metric_families(text) if f.name == "interlink_tracing_spans"
+    ]
+    return {sample.labels["outcome"]: sample.value for sample in family.samples}
+
+
+class Refuses(SpanExporter):
+    """Answers FAILURE for its first ``refusals`` exports, SUCCESS after."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self.refusals:
+            self.refusals -= 1
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+
+def test_the_metrics_count_spans_exported_refused_and_failed(lean: Make) -> None:
+    assert spans_metric() == {}  # no provider of ours: no figures
+    refusing = lean(Refuses(refusals=2), batch=False)
+    trace.set_tracer_provider(refusing)
+    end_spans(refusing, "refused 1", "refused 2", "taken 1", "taken 2", "taken 3")
+    assert spans_metric() == {"exported": 3, "failed": 2, "dropped": 0}
+
+
+def test_the_metrics_count_spans_lost_to_an_exporter_that_raises_and_to_a_full_queue(
+    monkeypatch: pytest.MonkeyPatch, lean: Make
+) -> None:
+    bsp(monkeypatch, delay=HUGE, queue="4", batch="4")
+    exporter = Recorder()
+    exporter.failures = 1  # the first batch raises
+    gate = exporter.hold()
+    provider = lean(exporter)
+    trace.set_tracer_provider(provider)
+    end_spans(provider, *(f"raised {n}" for n in range(4)))
+    assert exporter.entered.wait(10)  # the thread holds those four, the queue is empty
+    end_spans(provider, *(f"kept {n}" for n in range(4)), "dropped 1", "dropped 2")
+    assert spans_metric() == {"exported": 0, "failed": 0, "dropped": 2}
+    gate.set()
+    assert provider.force_flush()
+    assert spans_metric() == {"exported": 4, "failed": 4, "dropped": 2}
 
 
 @pytest.mark.parametrize(

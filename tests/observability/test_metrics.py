@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
@@ -20,6 +21,7 @@ from interlink.client import ApiClient
 from interlink.core.errors import TransformError
 from interlink.messaging import MemoryBroker, QueueStats, Worker
 from interlink.observability import DURATION_BUCKETS, MetricsRecorder, status_class
+from interlink.observability._lean import LeanTracerProvider
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
 from interlink.testing import FakeClock, FakeUpstream, Reply
@@ -389,6 +391,8 @@ def _documented_metrics() -> dict[str, tuple[str, set[str]]]:
 
 
 async def test_the_docs_list_every_served_metric_with_its_type_and_labels(tmp_path: Path) -> None:
+    # interlink's own tracer provider, as `interlink serve` sets it up: its spans are counted too.
+    trace.set_tracer_provider(LeanTracerProvider(InMemorySpanExporter(), batch=False))
     async with FakeUpstream() as upstream:
         config = load_config(write_config(tmp_path, upstream.url))
         async with Service(config) as service, aiohttp.ClientSession() as session:

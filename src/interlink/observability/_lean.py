@@ -60,7 +60,7 @@ from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
-from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
@@ -685,6 +685,10 @@ class _Batcher:
         self.reusable: collections.deque[LeanSpan] = collections.deque(maxlen=self.max_queue)
         self._start_lock = threading.Lock()
         self.dropped = 0
+        # Spans handed to the exporter, by its answer (failed: FAILURE, or it raised). Written
+        # under _export_lock only.
+        self.exported = 0
+        self.failed = 0
         self._export_lock = threading.Lock()
         self._wake = threading.Event()
         self._woken = False
@@ -786,14 +790,22 @@ class _Batcher:
                         span.get_span_context()
                     if span._unchecked or truncating:
                         span._check_attributes()
-                self.exporter.export(spans)
+                result = self.exporter.export(spans)
             else:  # an SDK that keeps a ReadableSpan's fields otherwise
                 for span in spans:
                     if type(span._attributes) is dict:
                         _copy_if_held(span)
-                self.exporter.export(_Readable(spans))
+                result = self.exporter.export(_Readable(spans))
         except Exception:
+            self.failed += len(spans)
             _log.exception("tracing: the exporter failed; %d spans lost", len(spans))
+        else:
+            # An exporter answering FAILURE has logged why (the SDK's do) and the SDK's
+            # processor does nothing more; counted here, so that the metrics show the loss.
+            if result is SpanExportResult.SUCCESS:
+                self.exported += len(spans)
+            else:
+                self.failed += len(spans)
         finally:
             if token is not None:
                 context_api.detach(token)
@@ -1127,6 +1139,16 @@ class LeanTracerProvider(trace_api.TracerProvider):
     def dropped_spans(self) -> int:
         """Spans dropped because the export queue was full."""
         return self.batcher.dropped
+
+    @property
+    def exported_spans(self) -> int:
+        """Spans the exporter took (it answered ``SUCCESS``)."""
+        return self.batcher.exported
+
+    @property
+    def failed_spans(self) -> int:
+        """Spans lost in export: the exporter answered ``FAILURE`` or raised."""
+        return self.batcher.failed
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Export every finished span now; ``False`` when ``timeout_millis`` ran out first."""

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from interlink import __version__
 from interlink.core.clock import SYSTEM_CLOCK, Clock
 from interlink.observability._logging import current_span_ids
-from interlink.observability._tracing import KNOWN_METHODS, tracing_enabled
+from interlink.observability._tracing import KNOWN_METHODS, lean_provider, tracing_enabled
 from interlink.resilience import CircuitState
 from interlink.resilience._bulkhead import REJECTION_REASONS as BULKHEAD_REASONS
 
@@ -367,6 +367,7 @@ class MetricsRecorder:
         yield from self._message_families()
         yield from self._queue_families()
         yield from self._client_families()
+        yield self._tracing_family()
 
     def _webhook_families(self) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily
@@ -601,6 +602,29 @@ class MetricsRecorder:
         yield remaining
         yield limit
         yield resets
+
+    @staticmethod
+    def _tracing_family() -> Metric:
+        """What became of the finished spans of interlink's tracer provider, when it is set.
+
+        Read at scrape time from the provider's counts; no series while the
+        global provider is another (the API's no-op one, or an SDK provider an
+        application set itself, which keeps its own figures).
+        """
+        from prometheus_client.core import CounterMetricFamily
+
+        family = CounterMetricFamily(
+            "interlink_tracing_spans",
+            "Finished sampled spans, by what became of them: exported, failed (the exporter"
+            " refused or raised: lost) or dropped (the export queue was full: lost).",
+            labels=["outcome"],
+        )
+        provider = lean_provider()
+        if provider is not None:
+            family.add_metric(["exported"], provider.exported_spans)
+            family.add_metric(["failed"], provider.failed_spans)
+            family.add_metric(["dropped"], provider.dropped_spans)
+        return family
 
     @staticmethod
     def _counter(name: str, documentation: str, labels: list[str], counts: Counts) -> Metric:

@@ -228,6 +228,18 @@ def register_lean(span: type, tracer: type, unsampled: type) -> None:
     _lean_span, _lean_tracer, _lean_unsampled = span, tracer, unsampled
 
 
+def lean_provider() -> Any:
+    """The global tracer provider when it is interlink's ``LeanTracerProvider``, else ``None``.
+
+    For the metrics of its export pipeline (``MetricsRecorder``); an SDK
+    provider an application set itself keeps its own figures.
+    """
+    if _api is None or _lean_tracer is None:
+        return None
+    tracer = _tracer()
+    return tracer.provider if type(tracer) is _lean_tracer else None  # type: ignore[attr-defined]
+
+
 def _tracer() -> Tracer:
     global _cached_for, _cached_tracer
     provider = _api._TRACER_PROVIDER
