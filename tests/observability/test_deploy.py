@@ -18,7 +18,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 import yaml
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from interlink.observability._lean import LeanTracerProvider
 from interlink.service._load import load_config
 from interlink.service._runtime import Service
 from interlink.testing import FakeUpstream
@@ -123,6 +126,7 @@ def test_the_alerts_cover_what_the_issue_asks() -> None:
         "InterlinkWebhooksNotStored",
         "InterlinkOldestMessageTooOld",
         "InterlinkQueueFiguresUnreadable",
+        "InterlinkTracesLost",
         "InterlinkUpstreamQuotaNearlyExhausted",
     }
     assert rules["InterlinkCircuitBreakerOpen"]["for"] == "5m"
@@ -131,12 +135,15 @@ def test_the_alerts_cover_what_the_issue_asks() -> None:
     assert 'outcome="rejected"' in rules["InterlinkWebhookSignatureRejectionsSpiking"]["expr"]
     assert 'outcome="unavailable"' in rules["InterlinkWebhooksNotStored"]["expr"]
     assert "interlink_queue_stats_errors_total" in rules["InterlinkQueueFiguresUnreadable"]["expr"]
+    assert "interlink_tracing_spans_total" in rules["InterlinkTracesLost"]["expr"]
     for rule in rules.values():
         assert rule["labels"]["severity"] in {"warning", "critical"}
         assert rule["annotations"]["summary"]
 
 
 async def test_every_metric_the_dashboard_and_alerts_name_is_served(tmp_path: Path) -> None:
+    # interlink's own tracer provider, as `interlink serve` sets it up: its spans are counted.
+    trace.set_tracer_provider(LeanTracerProvider(InMemorySpanExporter(), batch=False))
     async with FakeUpstream() as upstream:
         config = load_config(write_config(tmp_path, upstream.url))
         async with Service(config) as service, aiohttp.ClientSession() as session:
