@@ -46,6 +46,15 @@ def spans(request: pytest.FixtureRequest) -> Iterator[InMemorySpanExporter]:
 
 
 @pytest.fixture
+def lean_provider() -> Iterator[LeanTracerProvider]:
+    """interlink's own provider as the global one, as `interlink serve` sets it up (in memory)."""
+    provider = LeanTracerProvider(InMemorySpanExporter(), batch=False)
+    trace.set_tracer_provider(provider)
+    yield provider
+    provider.shutdown()
+
+
+@pytest.fixture
 async def broker() -> AsyncIterator[MemoryBroker]:
     """A started in-memory broker, closed after the test."""
     broker = MemoryBroker()

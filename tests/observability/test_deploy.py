@@ -18,8 +18,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 import yaml
-from opentelemetry import trace
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from interlink.observability._lean import LeanTracerProvider
 from interlink.service._load import load_config
@@ -141,9 +139,9 @@ def test_the_alerts_cover_what_the_issue_asks() -> None:
         assert rule["annotations"]["summary"]
 
 
-async def test_every_metric_the_dashboard_and_alerts_name_is_served(tmp_path: Path) -> None:
-    # interlink's own tracer provider, as `interlink serve` sets it up: its spans are counted.
-    trace.set_tracer_provider(LeanTracerProvider(InMemorySpanExporter(), batch=False))
+async def test_every_metric_the_dashboard_and_alerts_name_is_served(
+    tmp_path: Path, lean_provider: LeanTracerProvider
+) -> None:
     async with FakeUpstream() as upstream:
         config = load_config(write_config(tmp_path, upstream.url))
         async with Service(config) as service, aiohttp.ClientSession() as session:

@@ -10,7 +10,6 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
-from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
@@ -390,9 +389,9 @@ def _documented_metrics() -> dict[str, tuple[str, set[str]]]:
     return found
 
 
-async def test_the_docs_list_every_served_metric_with_its_type_and_labels(tmp_path: Path) -> None:
-    # interlink's own tracer provider, as `interlink serve` sets it up: its spans are counted too.
-    trace.set_tracer_provider(LeanTracerProvider(InMemorySpanExporter(), batch=False))
+async def test_the_docs_list_every_served_metric_with_its_type_and_labels(
+    tmp_path: Path, lean_provider: LeanTracerProvider
+) -> None:
     async with FakeUpstream() as upstream:
         config = load_config(write_config(tmp_path, upstream.url))
         async with Service(config) as service, aiohttp.ClientSession() as session:
