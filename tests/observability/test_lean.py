@@ -752,6 +752,32 @@ def test_only_a_span_something_else_still_holds_is_exported_with_a_copy_of_its_a
     assert exporter.same == [not held]
 
 
+def test_an_ok_status_set_while_another_thread_sets_an_error_stays_final(lean: Make) -> None:
+    # The first thread is held as it reads the current status; the second sets OK meanwhile.
+    gate = Gate()
+
+    class HeldStatus(Status):
+        @property
+        def status_code(self) -> StatusCode:
+            gate()
+            return super().status_code
+
+    exporter = InMemorySpanExporter()
+    provider = lean(exporter, batch=False)
+    span = provider.get_tracer("race").start_span("set at once")
+    span._status = HeldStatus(StatusCode.ERROR, "first")  # type: ignore[attr-defined]
+    first = threading.Thread(target=span.set_status, args=(StatusCode.ERROR, "late"))
+    first.start()
+    assert gate.reached.wait(10)
+    span.set_status(Status(StatusCode.OK))
+    gate.go.set()
+    first.join(10)
+    assert not first.is_alive()
+    span.end()
+    [done] = exporter.get_finished_spans()
+    assert done.status.status_code is StatusCode.OK
+
+
 def test_a_span_ended_by_two_threads_at_once_is_exported_once(
     monkeypatch: pytest.MonkeyPatch, lean: Make, caplog: pytest.LogCaptureFixture
 ) -> None:

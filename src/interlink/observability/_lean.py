@@ -423,6 +423,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         # The SDK's rules: OK is final, UNSET is ignored, a description only with a code.
         if self._status.status_code is StatusCode.OK:
             return
+        new: Status
         if isinstance(status, Status):
             if status.status_code is StatusCode.UNSET:
                 return
@@ -431,11 +432,22 @@ class LeanSpan(trace_api.Span, ReadableSpan):
                     "Description %s ignored. Use either `Status` or `(StatusCode, Description)`",
                     description,
                 )
-            self._status = status
-            self._touched = True
-        elif status is not StatusCode.UNSET:
-            self._status = Status(status, description)
-            self._touched = True
+            new = status
+        elif status is StatusCode.UNSET:
+            return
+        else:
+            new = Status(status, description)
+        # OK stays final when two threads set a status at once (the SDK's lock ensures it):
+        # stored only if the status is still the one just read, with no call from that check
+        # to the store; else read again.
+        while True:
+            current = self._status
+            if current.status_code is StatusCode.OK:
+                return
+            if self._status is current:
+                self._status = new
+                self._touched = True
+                return
 
     def record_exception(
         self,
