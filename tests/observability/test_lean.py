@@ -48,9 +48,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from interlink.messaging import MemoryBroker
-from interlink.observability import _lean, _tracing
+from interlink.observability import MetricsRecorder, _lean, _tracing
 from interlink.observability._lean import LeanSpan, LeanTracerProvider
-from interlink.observability._metrics import MetricsRecorder
 from tests.polling import wait_until
 
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
@@ -622,9 +621,6 @@ class SlowKey(str):
     def __hash__(self) -> int:
         self.gate()
         return str.__hash__(self)
-
-    def __eq__(self, other: object) -> bool:
-        return str.__eq__(self, other)
 
 
 class SlowAttributes(Mapping[str, Any]):

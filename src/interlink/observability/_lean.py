@@ -651,7 +651,7 @@ class _Readable(Sequence[ReadableSpan]):
 # ``spans``, getrefcount's argument), and to a span of it (the list, the loop, the argument).
 _BATCH_REFERENCES: Final = 3
 _SPAN_REFERENCES: Final = 3
-_HELD_REFERENCES: Final = 4  # the same in _copy_if_held, which the span is passed to
+_HELD_REFERENCES: Final = _SPAN_REFERENCES + 1  # in _copy_if_held: and its own argument
 
 
 def _copy_if_held(span: LeanSpan) -> None:
