@@ -78,6 +78,7 @@ def test_the_dashboard_is_a_grafana_model_with_a_prometheus_input() -> None:
         "interlink_client_request_duration_seconds_bucket",  # latency per client
         "interlink_client_breaker_state",
         "interlink_webhooks_received_total",
+        "interlink_webhook_request_duration_seconds_bucket",  # answer time per source
         "interlink_queue_messages",
         "interlink_queue_oldest_message_age_seconds",
         "interlink_queue_dead_letters",
@@ -95,7 +96,7 @@ def test_the_duration_panels_ask_for_exemplars_once() -> None:
         for panel in panels()
         if any("_duration_seconds_bucket" in t["expr"] for t in panel["targets"])
     }
-    assert len(with_exemplars) == 2, with_exemplars
+    assert len(with_exemplars) == 3, with_exemplars
     for title, exprs in with_exemplars.items():
         assert len(exprs) == 1, title  # once: each query would show the same points again
         assert exprs[0].startswith("histogram_quantile(0.99"), title

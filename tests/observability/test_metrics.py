@@ -38,6 +38,7 @@ from tests.webhooks.signing import SECRET, standard_headers
 
 DURATION = "interlink_client_request_duration_seconds"
 PROCESSING = "interlink_message_processing_duration_seconds"
+WEBHOOK_DURATION = "interlink_webhook_request_duration_seconds"
 WEBHOOK_NOW = 1_800_000_000
 
 
@@ -61,6 +62,10 @@ async def test_a_scripted_run_shows_in_every_metric_by_value(tmp_path: Path) -> 
     assert value(webhooks, source="shop", outcome="accepted", reason="") == 2
     assert value(webhooks, source="shop", outcome="rejected", reason="no_matching_signature") == 1
     assert value(webhooks, source="shop", outcome="duplicate", reason="") == 0
+    assert value(f"{WEBHOOK_DURATION}_count", source="shop", outcome="accepted") == 2
+    assert value(f"{WEBHOOK_DURATION}_count", source="shop", outcome="rejected") == 1
+    assert key(f"{WEBHOOK_DURATION}_count", source="shop", outcome="duplicate") not in found
+    assert 0 < value(f"{WEBHOOK_DURATION}_sum", source="shop", outcome="accepted") < 5
 
     # Messages, by queue and outcome; handler durations; transform errors.
     messages = "interlink_messages_total"
@@ -213,6 +218,159 @@ async def test_every_webhook_outcome_is_counted_by_value() -> None:
         if name == webhooks and dict(labels)["source"] == "shop"
     }
     assert served == expected
+
+
+class _SlowPublishBroker(MemoryBroker):
+    """A memory broker whose publish takes ``seconds`` of its fake clock (then stores, or not)."""
+
+    def __init__(self, clock: FakeClock, seconds: float) -> None:
+        super().__init__(clock=clock)
+        self.fake = clock
+        self.seconds = seconds
+
+    async def publish(self, queue: str, body: Any, **kwargs: Any) -> str:
+        await self.fake.advance(self.seconds)
+        return await super().publish(queue, body, **kwargs)
+
+
+async def test_the_webhook_request_duration_is_observed_by_source_and_outcome(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock(wall=WEBHOOK_NOW)
+    broker = _SlowPublishBroker(clock, 0.03)  # each publish takes 30 ms of the fake clock
+    await broker.start()
+    shop = WebhookSource(
+        "shop", path="/webhooks/shop", scheme="standard", secrets=[SECRET], queue="inbound"
+    )
+    recorder = MetricsRecorder(clock=clock)
+    body = b'{"n": 1}'
+    seen: list[tuple[str, str, float]] = []
+
+    def broken(source: str, outcome: str, seconds: float, span: object) -> None:
+        seen.append((source, outcome, seconds))
+        raise RuntimeError("a listener that fails")
+
+    async def disconnected() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def ignore(message: Any) -> None:
+        pass
+
+    async with WebhookReceiver([shop], broker=broker, clock=clock) as receiver:
+        recorder.watch_receiver(receiver)
+        unsubscribe_broken = receiver.subscribe_answered(broken)
+        transport = httpx.ASGITransport(app=receiver)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hooks.test") as http:
+
+            async def post(webhook_id: str, **kwargs: Any) -> int:
+                headers = standard_headers(webhook_id, WEBHOOK_NOW, body, **kwargs)
+                response = await http.post("/webhooks/shop", content=body, headers=headers)
+                return response.status_code
+
+            assert [await post("a"), await post("b"), await post("a")] == [200, 200, 200]
+            assert await post("forged", key=b"wrong-key-wrong-key") == 401
+            assert (await http.get("/webhooks/shop")).status_code == 405
+            assert (await http.post("/elsewhere", content=body)).status_code == 404  # no source
+            broker.refuse_publishes(shop.queue)
+            assert await post("down") == 503
+            # The sender goes away before its body came: nothing answered, nothing observed.
+            scope = {"type": "http", "method": "POST", "path": "/webhooks/shop", "headers": []}
+            await receiver(scope, disconnected, ignore)
+            unsubscribe_broken()
+            recorder.close()  # unsubscribes: what follows is not observed
+            broker.accept_publishes(shop.queue)
+            assert await post("late") == 200
+    await broker.close()
+
+    found = exposition(recorder)
+
+    def value(suffix: str, outcome: str, **labels: str) -> float:
+        return found[key(f"{WEBHOOK_DURATION}_{suffix}", source="shop", outcome=outcome, **labels)]
+
+    counts = {
+        dict(labels)["outcome"]: count
+        for (name, labels), count in found.items()
+        if name == f"{WEBHOOK_DURATION}_count"
+    }
+    assert counts == {
+        "accepted": 2,
+        "duplicate": 1,
+        "rejected": 1,
+        "method_not_allowed": 1,
+        "unavailable": 1,
+    }
+    assert value("sum", "accepted") == pytest.approx(0.06)  # two publishes of 30 ms
+    assert value("bucket", "accepted", le="0.025") == 0
+    assert value("bucket", "accepted", le="0.05") == 2
+    assert value("sum", "unavailable") == pytest.approx(0.03)  # the refused publish took its time
+    for outcome in ("duplicate", "rejected", "method_not_allowed"):  # answered without storing
+        assert value("sum", outcome) == 0
+        assert value("bucket", outcome, le="0.005") == 1
+    # The failing listener saw the same requests, was logged each time, and broke none of them.
+    assert [outcome for _, outcome, _ in seen] == [
+        "accepted",
+        "accepted",
+        "duplicate",
+        "rejected",
+        "method_not_allowed",
+        "unavailable",
+    ]
+    assert [seconds for _, _, seconds in seen][:2] == [pytest.approx(0.03)] * 2
+    failures = [r for r in caplog.records if "answer listener" in r.getMessage()]
+    assert len(failures) == len(seen)
+
+
+@pytest.mark.parametrize("provider", ["sdk", "lean"])
+@pytest.mark.parametrize("sampled", [True, False])
+async def test_a_webhook_duration_keeps_its_server_span_as_exemplar_only_when_sampled(
+    provider: str, sampled: bool
+) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+
+    from interlink.observability._metrics import _Histogram
+
+    exporter = InMemorySpanExporter()
+    tracer_provider: TracerProvider | LeanTracerProvider
+    if provider == "sdk":
+        tracer_provider = TracerProvider(sampler=ALWAYS_ON if sampled else ALWAYS_OFF)
+        tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    else:
+        ratio = 1.0 if sampled else 0.0
+        tracer_provider = LeanTracerProvider(exporter, batch=False, sampling_ratio=ratio)
+    trace.set_tracer_provider(tracer_provider)
+    clock = FakeClock(wall=WEBHOOK_NOW)
+    broker = MemoryBroker(clock=clock)
+    await broker.start()
+    shop = WebhookSource(
+        "shop", path="/webhooks/shop", scheme="standard", secrets=[SECRET], queue="inbound"
+    )
+    recorder = MetricsRecorder(clock=clock)
+    body = b"{}"
+    try:
+        async with WebhookReceiver([shop], broker=broker, clock=clock) as receiver:
+            recorder.watch_receiver(receiver)
+            transport = httpx.ASGITransport(app=receiver)
+            async with httpx.AsyncClient(transport=transport, base_url="http://h.test") as http:
+                headers = standard_headers("w1", WEBHOOK_NOW, body)
+                response = await http.post("/webhooks/shop", content=body, headers=headers)
+                assert response.status_code == 200
+    finally:
+        await broker.close()
+        tracer_provider.shutdown()
+    histogram: _Histogram = recorder._webhook_durations[("shop", "accepted")]
+    assert histogram.count == 1
+    if not sampled:
+        assert exporter.get_finished_spans() == ()
+        assert histogram.exemplars is None  # an id no backend keeps would link nowhere
+        return
+    (server,) = [s for s in exporter.get_finished_spans() if s.kind is trace.SpanKind.SERVER]
+    assert server.context is not None
+    assert histogram.exemplars is not None
+    kept = [exemplar for exemplar in histogram.exemplars if exemplar is not None]
+    assert kept == [(server.context.trace_id, server.context.span_id, 0.0, float(WEBHOOK_NOW))]
 
 
 async def test_metrics_disabled_serves_no_endpoint_and_watches_nothing(tmp_path: Path) -> None:
@@ -435,11 +593,18 @@ async def test_openmetrics_scrapes_carry_exemplars_naming_the_spans(
     found: dict[str, list[Any]] = {}
     for family in openmetrics_families(text):  # the strict parser: valid OpenMetrics
         found[family.name] = [s.exemplar for s in family.samples if s.exemplar is not None]
-    for name in (DURATION, PROCESSING):
+    for name in (DURATION, PROCESSING, WEBHOOK_DURATION):
         assert found[name], name
         for exemplar in found[name]:
             assert (exemplar.labels["trace_id"], exemplar.labels["span_id"]) in recorded
             assert exemplar.timestamp is not None
+    # A webhook's duration names its SERVER span.
+    servers = {
+        (f"{s.context.trace_id:032x}", f"{s.context.span_id:016x}")
+        for s in spans.get_finished_spans()
+        if s.context is not None and s.name.startswith("POST /webhooks/")
+    }
+    assert {(e.labels["trace_id"], e.labels["span_id"]) for e in found[WEBHOOK_DURATION]} <= servers
     assert found["interlink_webhooks_received"] == []  # counters carry none
     assert "# {" not in plain  # the text format has no exemplars
 

@@ -95,17 +95,16 @@ except ImportError:  # pragma: no cover - depends on what is installed
     _otel_trace = None  # type: ignore[assignment]
 
 
-def current_span_ids(*, sampled_only: bool = False) -> tuple[str, str] | None:
+def current_span_ids() -> tuple[str, str] | None:
     """``(trace_id, span_id)`` in hex of the active, valid OTel span, else ``None``.
 
-    ``sampled_only``: ``None`` for a span whose trace is not sampled too (the
-    metrics' exemplars: an id no backend keeps links nowhere). Log lines carry
-    any valid one.
+    Log lines carry any valid one, sampled or not (the metrics' exemplars take
+    only sampled ones: ``_tracing.sampled_ids``).
     """
     if _otel_trace is None:  # pragma: no cover - depends on what is installed
         return None
     context = _otel_trace.get_current_span().get_span_context()
-    if not context.is_valid or (sampled_only and not context.trace_flags.sampled):
+    if not context.is_valid:
         return None
     return format(context.trace_id, "032x"), format(context.span_id, "016x")
 

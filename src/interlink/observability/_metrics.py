@@ -13,8 +13,10 @@ Two kinds of figures, so that the hot paths pay as little as possible:
   attempt's duration and status class (``client.request`` events of
   ``ApiClient.events``), retries, retry-budget exhaustion, breaker
   transitions and rejections, bulkhead and rate-limit rejections (the
-  ``ResilienceEvent``s of the client's pipeline), and handler durations
-  (``handler.finished`` ``WorkerEvent``s).
+  ``ResilienceEvent``s of the client's pipeline), handler durations
+  (``handler.finished`` ``WorkerEvent``s), and each webhook request's time to
+  its answer (``WebhookReceiver.subscribe_answered``: one call per request,
+  with the values at hand, rather than an event object).
 
 Names follow the Prometheus and OpenTelemetry conventions: prefix
 ``interlink_``, base units in the name (``_seconds``), counters ending in
@@ -33,18 +35,18 @@ from __future__ import annotations
 import asyncio
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from interlink import __version__
 from interlink.core.clock import SYSTEM_CLOCK, Clock
-from interlink.observability._logging import current_span_ids
-from interlink.observability._tracing import KNOWN_METHODS, lean_provider, tracing_enabled
+from interlink.observability._tracing import KNOWN_METHODS, lean_provider, sampled_ids
 from interlink.resilience import CircuitState
 from interlink.resilience._bulkhead import REJECTION_REASONS as BULKHEAD_REASONS
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
     from prometheus_client.core import Metric
     from prometheus_client.samples import Exemplar
 
@@ -104,9 +106,9 @@ def status_class(status: int | None) -> str:
     return _CLASSES[status // 100]
 
 
-# The exemplar of a bucket: the trace and span ids (hex) of its latest sampled observation,
-# the value and the wall time it was observed at.
-_Exemplar = tuple[str, str, float, float]
+# The exemplar of a bucket: the trace and span ids of its latest sampled observation, the
+# value and the wall time it was observed at (the ids made hex at scrape time, not per request).
+_Exemplar = tuple[int, int, float, float]
 
 
 class _Histogram:
@@ -125,14 +127,17 @@ class _Histogram:
         self.sum = 0.0
         self.exemplars: list[_Exemplar | None] | None = None  # made with the first one
 
-    def observe(self, value: float, clock: Clock | None = None) -> None:
-        """Count ``value``; with ``clock``, inside a sampled span, keep it as the exemplar."""
+    def observe(self, value: float, clock: Clock | None = None, span: Span | None = None) -> None:
+        """Count ``value``; with ``clock``, inside a sampled span, keep it as the exemplar.
+
+        ``span``: the span it was observed in (default: the current one).
+        """
         index = bisect_left(self.bounds, value)  # le is inclusive
         self.buckets[index] += 1
         self.count += 1
         self.sum += value
-        if clock is not None and tracing_enabled():
-            ids = current_span_ids(sampled_only=True)
+        if clock is not None:
+            ids = sampled_ids(span)
             if ids is not None:
                 if self.exemplars is None:
                     self.exemplars = [None] * len(self.buckets)
@@ -152,7 +157,7 @@ class _Histogram:
                 out.append((bound, running))
             else:
                 trace_id, span_id, value, at = kept
-                labels = {"trace_id": trace_id, "span_id": span_id}
+                labels = {"trace_id": f"{trace_id:032x}", "span_id": f"{span_id:016x}"}
                 out.append((bound, running, Exemplar(labels, value, at)))
         return out
 
@@ -171,6 +176,7 @@ class QueueSnapshot:
 
 
 Counts = dict[tuple[str, ...], int]
+_Key = TypeVar("_Key", bound=tuple[str, ...])  # a histogram series' label values
 
 
 class MetricsRecorder:
@@ -212,6 +218,7 @@ class MetricsRecorder:
         self._unsubscribe: list[Callable[[], None]] = []
         self._client_durations: dict[tuple[str, str, str], _Histogram] = {}
         self._handler_durations: dict[tuple[str, str, str], _Histogram] = {}
+        self._webhook_durations: dict[tuple[str, str], _Histogram] = {}
         self._retries: Counts = {}
         self._gave_up: Counts = {}
         self._budget_exhausted: Counts = {}
@@ -250,8 +257,18 @@ class MetricsRecorder:
         self._unsubscribe.append(worker.events.subscribe(self._on_worker_event))
 
     def watch_receiver(self, receiver: WebhookReceiver) -> None:
-        """Read ``receiver``'s ``SourceStats`` at scrape time (no hook: nothing on its path)."""
+        """Record ``receiver``'s request durations; read its ``SourceStats`` at scrape time."""
         self.receivers.append(receiver)
+        self._unsubscribe.append(receiver.subscribe_answered(self._on_webhook_answered))
+
+    def _on_webhook_answered(
+        self, source: str, outcome: str, seconds: float, span: Span | None
+    ) -> None:
+        key = (source, outcome)
+        series = self._webhook_durations.get(key)
+        if series is None:
+            series = self._webhook_durations[key] = _Histogram(self.buckets)
+        series.observe(seconds, None if span is None else self.clock, span)
 
     def close(self) -> None:
         """Unsubscribe from every hook (what was counted stays readable)."""
@@ -387,6 +404,13 @@ class MetricsRecorder:
                 for reason, count in sorted(stats.rejected.items()):
                     received.add_metric([name, "rejected", reason], count)
         yield received
+        yield self._histogram_family(
+            "interlink_webhook_request_duration_seconds",
+            "Time from a webhook request reaching the receiver to its answer sent (verify, "
+            "deduplicate, store durably, respond), by source and outcome.",
+            ["source", "outcome"],
+            self._webhook_durations,
+        )
 
     def _message_families(self) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -640,7 +664,7 @@ class MetricsRecorder:
         name: str,
         documentation: str,
         labels: list[str],
-        series: dict[tuple[str, str, str], _Histogram],
+        series: Mapping[_Key, _Histogram],
     ) -> Metric:
         from prometheus_client.core import HistogramMetricFamily
 

@@ -259,6 +259,27 @@ def current_span() -> Span | None:
     return span if span.is_recording() else None
 
 
+def sampled_ids(span: Span | None = None) -> tuple[int, int] | None:
+    """``(trace_id, span_id)`` of ``span`` (default: the current one) when its trace is sampled.
+
+    ``None`` without tracing, for an invalid span, or one whose trace is not
+    sampled: the metrics' exemplars, where an id no backend keeps links
+    nowhere. A lean span's ids are read from its fields, without its
+    ``SpanContext`` (the webhook receiver's duration, per request).
+    """
+    if not enabled():
+        return None
+    if span is None:
+        span = _api.get_current_span()
+    if type(span) is _lean_span:
+        lean: Any = span
+        return (lean.trace_id, lean.span_id) if lean.flags & 0x01 else None  # W3C: sampled
+    context = span.get_span_context()
+    if not context.is_valid or not context.trace_flags.sampled:
+        return None
+    return context.trace_id, context.span_id
+
+
 def _error(span: Span, error_type: str, description: str | None = None) -> None:
     span.set_attribute("error.type", error_type)
     span.set_status(Status(StatusCode.ERROR, description))

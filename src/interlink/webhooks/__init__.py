@@ -14,6 +14,7 @@ from interlink.webhooks._receipts import ReceiptLog
 from interlink.webhooks._received import ReceivedWebhook, webhook_handler
 from interlink.webhooks._receiver import (
     RECENT_WEBHOOKS,
+    AnsweredListener,
     RecentWebhook,
     SourceStats,
     WebhookReceiver,
@@ -40,6 +41,7 @@ __all__ = [
     "REASONS",
     "RECENT_WEBHOOKS",
     "SCHEMES",
+    "AnsweredListener",
     "Handshake",
     "ReceiptLog",
     "ReceivedWebhook",
