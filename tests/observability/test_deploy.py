@@ -123,6 +123,7 @@ def test_the_alerts_cover_what_the_issue_asks() -> None:
         "InterlinkDeadLettersGrowing",
         "InterlinkWebhookSignatureRejectionsSpiking",
         "InterlinkWebhooksNotStored",
+        "InterlinkWebhooksSlow",
         "InterlinkOldestMessageTooOld",
         "InterlinkQueueFiguresUnreadable",
         "InterlinkTracesLost",
@@ -133,6 +134,7 @@ def test_the_alerts_cover_what_the_issue_asks() -> None:
     assert "interlink_queue_dead_letters" in rules["InterlinkDeadLettersGrowing"]["expr"]
     assert 'outcome="rejected"' in rules["InterlinkWebhookSignatureRejectionsSpiking"]["expr"]
     assert 'outcome="unavailable"' in rules["InterlinkWebhooksNotStored"]["expr"]
+    assert "interlink_webhook_request_duration_seconds" in rules["InterlinkWebhooksSlow"]["expr"]
     assert "interlink_queue_stats_errors_total" in rules["InterlinkQueueFiguresUnreadable"]["expr"]
     assert "interlink_tracing_spans_total" in rules["InterlinkTracesLost"]["expr"]
     for rule in rules.values():
