@@ -20,7 +20,9 @@ Standard Webhooks v1 headers (``webhook-id``, ``webhook-timestamp``,
   queue and batch sizes) exporting to ``DiscardingExporter``, whose ``export``
   reads every span of the batch, as a real exporter would, drops them and
   returns ``SUCCESS``; and a ``MetricsRecorder``
-  watching the receiver, registered on a ``CollectorRegistry`` served at
+  watching the receiver (its request-duration histogram observes every
+  webhook, with the SERVER span as exemplar; the counters by outcome are read
+  at scrape time), registered on a ``CollectorRegistry`` served at
   ``GET /metrics`` (the benchmark scrapes it once, after the timed runs, as a
   check: a Prometheus scrape every 15 s would be one request among tens of
   thousands). Each webhook makes two spans (``POST /webhooks/bench`` SERVER,
