@@ -126,6 +126,38 @@ async def test_the_demo_shows_the_whole_flow_and_its_endpoints_answer() -> None:
     assert "] webhooks: " in text
     assert "Summary after" in text
     assert f"internal service: {report.forwarded} payments stored" in text
+    # One webhook's trace, drawn as a tree: received, published, processed, the API called.
+    assert report.trace[0].startswith("One webhook, one trace (")
+    assert "\n".join(report.trace) in text
+    tree = [(len(line) - len(line.lstrip()), line.split()[0:2]) for line in report.trace[1:]]
+    assert tree[0] == (2, ["POST", "/webhooks/payments"])
+    assert tree[1] == (4, ["publish", "payments"])
+    processed = [depth for depth, words in tree if words == ["process", "payments"]]
+    assert processed  # each attempt a child of the publish
+    assert set(processed) == {6}
+    assert any(words == ["GET", "client"] for _, words in tree)  # the provider's API
+
+
+async def test_a_tracer_provider_set_before_the_demo_is_kept_and_no_trace_is_drawn() -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    mine = TracerProvider()
+    mine.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(mine)
+    out = io.StringIO()
+    demo = ServiceDemo(Console(file=out, width=200), duration=2.0, rate=20.0)
+    report = await asyncio.wait_for(demo.run(), 60)
+    assert report.accepted > 0
+    assert report.trace == []
+    assert "One webhook, one trace" not in out.getvalue()
+    assert trace.get_tracer_provider() is mine
+    # The application's provider got the spans instead.
+    assert any(s.name == "POST /webhooks/payments" for s in exporter.get_finished_spans())
+    mine.shutdown()
 
 
 async def test_with_a_duration_it_stops_by_itself_and_drains_the_queue() -> None:
@@ -443,6 +475,7 @@ async def test_the_command_with_a_duration_prints_progress_and_a_summary() -> No
     assert text.startswith("interlink service demo: http://127.0.0.1:")
     assert "] webhooks: " in text
     assert "Summary after" in text
+    assert "One webhook, one trace (" in text
     assert "\x1b[" not in text  # no live view, no colours, in a pipe
 
 

@@ -11,23 +11,17 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.util._once import Once
 
 from interlink.messaging import MemoryBroker
 from interlink.observability._lean import LeanTracerProvider
-
-
-def _reset_globals() -> None:
-    # What opentelemetry's own test utilities do: the API allows one provider per process.
-    trace._TRACER_PROVIDER_SET_ONCE = Once()
-    trace._TRACER_PROVIDER = None
+from tests.otel_support import reset_tracer_provider
 
 
 @pytest.fixture(autouse=True)
 def _no_provider() -> Iterator[None]:
-    _reset_globals()
+    reset_tracer_provider()
     yield
-    _reset_globals()
+    reset_tracer_provider()
 
 
 @pytest.fixture(params=["sdk", "lean"])

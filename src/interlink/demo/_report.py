@@ -70,6 +70,8 @@ class ServiceDemoReport:
     admin_token: str = ""
     config_path: str = ""
     events: deque[str] = field(default_factory=lambda: deque(maxlen=10))
+    trace: list[str] = field(default_factory=list)
+    """One webhook's trace, drawn as lines at the end (``interlink.demo._traces``)."""
     """The latest notable events, one line each."""
 
     @property
@@ -228,7 +230,14 @@ def summary(report: ServiceDemoReport) -> list[str]:
         + f"; the clients retried {r.client_retries} times; the breaker went "
         f"{r.breaker_path()}.",
         f"- internal service: {r.forwarded} payments stored, each once.",
+        *r.trace,
         f"Next: the service's config is {r.config_path or 'examples/demo.yaml'} "
         "(read its comments); run it with `interlink serve -c FILE`; "
-        "docs/configuration.md and docs/operations.md.",
+        "docs/configuration.md and docs/operations.md"
+        + (
+            "; send the traces to your collector with observability.tracing.exporter: otlp"
+            " (docs/observability.md)."
+            if r.trace
+            else "."
+        ),
     ]

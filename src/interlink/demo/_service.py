@@ -17,7 +17,9 @@ breaker and the queue drains; the provider stops sending and the last
 messages drain. Along the way forged webhooks are refused (401) and payments
 in a currency the mapping refuses land in the dead-letter queue. On a
 terminal a rich ``Live`` view shows it; otherwise a progress line every few
-seconds, and a summary at the end either way.
+seconds, and a summary at the end either way. The summary ends with one
+webhook's trace (``_traces``): the demo traces into memory unless the config
+or the application set tracing up.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from interlink.messaging import Broker, open_broker
 from interlink.resilience import ResilienceEvent
 
 if TYPE_CHECKING:
+    from interlink.demo._traces import TraceKeeper
     from interlink.service._config import ServiceConfig
     from interlink.service._runtime import Service
 
@@ -205,14 +208,22 @@ class ServiceDemo:
                 }
                 loaded = check_config(self.config_path, environ=environ)
                 self._source, self.report.queue = _shape(loaded.config)
+                keeper, stop_tracing = _keep_traces(loaded.config)
                 service = self.service = Service(loaded)
                 try:
                     await service.start()
                     await self._show(service)
                 finally:
                     self.report.phase = "Stopping: the service finishes what it is handling."
-                    await service.stop()
+                    try:
+                        await service.stop()
+                    finally:
+                        stop_tracing()  # exports what is batched
                     await self._final_sample(service, loaded.config.broker.url)
+                    if keeper is not None:
+                        from interlink.demo._traces import webhook_trace
+
+                        self.report.trace = webhook_trace(keeper)
             finally:
                 await self.provider.stop()
                 await self.internal.stop()
@@ -399,6 +410,28 @@ class ServiceDemo:
         finally:
             for sig in wanted:
                 loop.remove_signal_handler(sig)
+
+
+def _keep_traces(config: ServiceConfig) -> tuple[TraceKeeper | None, Callable[[], None]]:
+    """Trace into a ``TraceKeeper`` (ratio 1.0), for the summary's trace; and its shutdown.
+
+    Not when the config sends its traces somewhere itself (``exporter`` not
+    ``none``) or a tracer provider is set already (the application's): the
+    demo then leaves tracing as it is, and its summary draws no trace.
+    """
+    from interlink.demo._traces import TraceKeeper
+    from interlink.observability import configure_tracing, tracing_enabled
+
+    tracing = config.observability.tracing
+    if tracing.exporter != "none" or tracing_enabled():
+        return None, _nothing
+    keeper = TraceKeeper()
+    settings = tracing.model_copy(update={"sampling_ratio": 1.0})
+    return keeper, configure_tracing(settings, service_name=config.service.name, exporter=keeper)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _serves(service: Service, path: str) -> bool:
