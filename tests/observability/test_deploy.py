@@ -85,6 +85,7 @@ def test_the_dashboard_is_a_grafana_model_with_a_prometheus_input() -> None:
         "interlink_transform_failures_total",
         "interlink_client_quota_remaining",
         "interlink_client_quota_limit",
+        "interlink_tracing_spans_total",  # lost traces, beside their alert
     ):
         assert wanted in names, wanted
 

@@ -248,7 +248,9 @@ async def test_prometheus_scrapes_serve_and_a_worker_and_the_dashboard_adds_them
             assert stored <= traced
 
 
-async def test_every_panel_and_variable_of_the_dashboard_shows_data(tmp_path: Path) -> None:
+async def test_every_panel_and_variable_of_the_dashboard_shows_data(
+    tmp_path: Path, lean_provider: LeanTracerProvider
+) -> None:
     """Each query the dashboard sends, as Grafana sends it, answers with series, none empty.
 
     The other tests check that the metrics the dashboard names are served;
@@ -256,7 +258,9 @@ async def test_every_panel_and_variable_of_the_dashboard_shows_data(tmp_path: Pa
     ratios, quantiles) on what a real Prometheus scraped from the service
     after the scripted run that makes every metric count something. A
     panel whose query names a label the metric does not have, or divides by
-    a series that never matches, is a blank panel: it fails here.
+    a series that never matches, is a blank panel: it fails here. The
+    service traces (interlink's provider, into memory), as the tracing panel
+    needs.
     """
     async with FakeUpstream() as upstream:
         loaded = load_config(write_config(tmp_path, upstream.url))
