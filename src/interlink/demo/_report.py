@@ -70,9 +70,9 @@ class ServiceDemoReport:
     admin_token: str = ""
     config_path: str = ""
     events: deque[str] = field(default_factory=lambda: deque(maxlen=10))
+    """The latest notable events, one line each."""
     trace: list[str] = field(default_factory=list)
     """One webhook's trace, drawn as lines at the end (``interlink.demo._traces``)."""
-    """The latest notable events, one line each."""
 
     @property
     def rejected_total(self) -> int:

@@ -208,8 +208,9 @@ class ServiceDemo:
                 }
                 loaded = check_config(self.config_path, environ=environ)
                 self._source, self.report.queue = _shape(loaded.config)
-                keeper, stop_tracing = _keep_traces(loaded.config)
                 service = self.service = Service(loaded)
+                # Before the service starts tracing (or not) as its config says.
+                keeper, stop_tracing = _keep_traces(loaded.config)
                 try:
                     await service.start()
                     await self._show(service)

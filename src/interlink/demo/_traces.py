@@ -4,7 +4,7 @@
 (unless the config, or the application, set tracing up itself), so that the
 summary can show what docs/observability.md promises: one webhook, one trace,
 from the webhook's receipt through the publish and each processing attempt to
-the provider's API calls. The keeper is an ``SpanExporter`` holding the latest
+the provider's API calls. The keeper is a ``SpanExporter`` holding the latest
 traces only (bounded in traces and in spans per trace), so a demo left running
 for hours keeps a few thousand spans, not all of them. Written by hand: the
 SDK's ``InMemorySpanExporter`` keeps every span and knows no traces.
