@@ -206,7 +206,8 @@ class _JsonBody:
     A webhook source stores the provider's raw body (bytes, so that it stays
     exactly as signed); a queue it feeds must still hand its transform, model,
     handler or forward the JSON, as it would a body published as JSON. A body
-    that is not JSON (a form-encoded webhook) is left as bytes.
+    that is not JSON (a form-encoded webhook) is left as bytes (a ``forward``
+    sends it on as received, with its content type).
     """
 
     def __init__(self, inner: Any) -> None:
@@ -235,6 +236,22 @@ def _forwarder(
 ) -> Callable[[Any, MessageContext], Awaitable[object]]:
     async def forward(body: Any, ctx: MessageContext) -> None:
         client = clients[client_name]
+        if isinstance(body, bytes | bytearray):
+            # Not JSON (a form-encoded webhook, as Twilio and Slack commands send): on as
+            # received, byte for byte, with the content type it came with.
+            kind = next(
+                (v for k, v in ctx.message.headers.items() if k.lower() == "content-type"),
+                "application/octet-stream",
+            )
+            await client.request(
+                method,
+                path,
+                content=bytes(body),
+                headers={"Content-Type": kind},
+                idempotency_key=ctx.message.id,
+                raw=True,
+            )
+            return
         await client.request(
             method, path, json=_jsonable(body), idempotency_key=ctx.message.id, raw=True
         )
