@@ -474,7 +474,7 @@ def export_side_cost(spans: int = 4000) -> dict[str, Any] | str:
 def answer_histogram_cost(webhooks: int = 50_000) -> dict[str, Any] | str:
     """What metrics add to each webhook on the receiver's path: the request-duration histogram.
 
-    The receiver hands each answered request to its ``subscribe_answered``
+    The receiver hands each answered request to its ``answered``
     listeners; the traced case's ``MetricsRecorder`` keeps
     ``interlink_webhook_request_duration_seconds`` that way, with the SERVER
     span's ids as the bucket's exemplar when it is sampled. Measured

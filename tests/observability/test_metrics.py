@@ -258,7 +258,7 @@ async def test_the_webhook_request_duration_is_observed_by_source_and_outcome(
 
     async with WebhookReceiver([shop], broker=broker, clock=clock) as receiver:
         recorder.watch_receiver(receiver)
-        unsubscribe_broken = receiver.subscribe_answered(broken)
+        unsubscribe_broken = receiver.answered.subscribe(broken)
         transport = httpx.ASGITransport(app=receiver)
         async with httpx.AsyncClient(transport=transport, base_url="http://hooks.test") as http:
 

@@ -425,14 +425,10 @@ def _keep_traces(config: ServiceConfig) -> tuple[TraceKeeper | None, Callable[[]
 
     tracing = config.observability.tracing
     if tracing.exporter != "none" or tracing_enabled():
-        return None, _nothing
+        return None, lambda: None
     keeper = TraceKeeper()
     settings = tracing.model_copy(update={"sampling_ratio": 1.0})
     return keeper, configure_tracing(settings, service_name=config.service.name, exporter=keeper)
-
-
-def _nothing() -> None:
-    pass
 
 
 def _serves(service: Service, path: str) -> bool:

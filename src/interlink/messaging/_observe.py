@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from interlink.core.listeners import Listeners
+
 __all__ = ["HandlerStats", "Listener", "WorkerEvent", "WorkerEvents"]
 
 _log = logging.getLogger("interlink.messaging")
@@ -85,30 +87,15 @@ class WorkerEvent:
 Listener = Callable[[WorkerEvent], object]
 
 
-class WorkerEvents:
-    """Listeners of one worker. ``active`` is true when anyone listens."""
+class WorkerEvents(Listeners[[WorkerEvent]]):
+    """Listeners of one worker (``worker.events``). ``active`` is true when anyone listens.
 
-    __slots__ = ("_listeners", "active")
+    ``subscribe(listener)`` calls ``listener(event)`` for every ``WorkerEvent``
+    and returns a function that unsubscribes; one that raises is logged and
+    skipped.
+    """
+
+    __slots__ = ()
 
     def __init__(self) -> None:
-        self._listeners: tuple[Listener, ...] = ()
-        self.active = False
-
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener(event)`` for every event; returns a function that unsubscribes."""
-        self._listeners = (*self._listeners, listener)
-        self.active = True
-
-        def unsubscribe() -> None:
-            self._listeners = tuple(lst for lst in self._listeners if lst is not listener)
-            self.active = bool(self._listeners)
-
-        return unsubscribe
-
-    def emit(self, event: WorkerEvent) -> None:
-        """Hand ``event`` to every listener; one that raises is logged and skipped."""
-        for listener in self._listeners:
-            try:
-                listener(event)
-            except Exception:
-                _log.exception("worker event listener %r failed on %s", listener, event.kind)
+        super().__init__("worker event", _log)

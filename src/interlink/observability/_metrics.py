@@ -15,7 +15,7 @@ Two kinds of figures, so that the hot paths pay as little as possible:
   transitions and rejections, bulkhead and rate-limit rejections (the
   ``ResilienceEvent``s of the client's pipeline), handler durations
   (``handler.finished`` ``WorkerEvent``s), and each webhook request's time to
-  its answer (``WebhookReceiver.subscribe_answered``: one call per request,
+  its answer (``WebhookReceiver.answered``: one call per request,
   with the values at hand, rather than an event object).
 
 Names follow the Prometheus and OpenTelemetry conventions: prefix
@@ -259,7 +259,7 @@ class MetricsRecorder:
     def watch_receiver(self, receiver: WebhookReceiver) -> None:
         """Record ``receiver``'s request durations; read its ``SourceStats`` at scrape time."""
         self.receivers.append(receiver)
-        self._unsubscribe.append(receiver.subscribe_answered(self._on_webhook_answered))
+        self._unsubscribe.append(receiver.answered.subscribe(self._on_webhook_answered))
 
     def _on_webhook_answered(
         self, source: str, outcome: str, seconds: float, span: Span | None

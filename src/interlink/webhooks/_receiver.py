@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from interlink.core.clock import SYSTEM_CLOCK, Clock
 from interlink.core.errors import ConfigError, SignatureError
+from interlink.core.listeners import Listeners
 from interlink.messaging._broker import Broker, open_broker
 from interlink.messaging._message import new_message_id
 from interlink.observability import _tracing as tracing
@@ -60,8 +61,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-AnsweredListener = Callable[[str, str, float, "Span | None"], None]
-"""``listener(source, outcome, seconds, span)``: ``WebhookReceiver.subscribe_answered``'s."""
+AnsweredListener = Callable[[str, str, float, "Span | None"], object]
+"""``listener(source, outcome, seconds, span)``: one of ``WebhookReceiver.answered``."""
 
 _log = logging.getLogger("interlink.webhooks")
 
@@ -186,7 +187,19 @@ class WebhookReceiver:
         self.receipts = receipts if receipts is not None else ReceiptLog(clock)
         self.stats: dict[str, SourceStats] = {name: SourceStats() for name in self.sources}
         self._started = False
-        self._answered: tuple[AnsweredListener, ...] = ()
+        self.answered: Listeners[[str, str, float, Span | None]] = Listeners("webhook answer", _log)
+        """Listeners of each answered request: ``answered.subscribe(listener)``.
+
+        ``listener(source, outcome, seconds, span)``, for the request-duration
+        histogram (``MetricsRecorder.watch_receiver``): the source's name, the
+        outcome (``accepted``, ``duplicate``, ``handshake``, ``rejected``,
+        ``too_large``, ``unavailable``, ``method_not_allowed``), the seconds
+        from the request reaching the receiver to its answer sent (the
+        receiver's ``clock``), and the request's SERVER span (``None``
+        untraced). A request that was not answered (the sender went away, or
+        the receiver raised) is not reported. A listener runs on the request's
+        path, so it must be quick; one that raises is logged and skipped.
+        """
         self._untraced_publish: Callable[..., Awaitable[str]] | None = None
         self._publish_url: str = ""  # the broker's URL, for its publish spans
         # Receipt ids: random per receiver, then counted (unique, and cheaper than 16 random bytes).
@@ -254,27 +267,6 @@ class WebhookReceiver:
             for path, source in self._by_path.items()
         ]
 
-    def subscribe_answered(self, listener: AnsweredListener) -> Callable[[], None]:
-        """Call ``listener(source, outcome, seconds, span)`` as each request is answered.
-
-        For the request-duration histogram (``MetricsRecorder.watch_receiver``):
-        the source's name, the outcome (``accepted``, ``duplicate``,
-        ``handshake``, ``rejected``, ``too_large``, ``unavailable``,
-        ``method_not_allowed``), the seconds from the request reaching the
-        receiver to its answer sent (the receiver's ``clock``), and the
-        request's SERVER span (``None`` untraced). A request that was not
-        answered (the sender went away, or the receiver raised) is not
-        reported. The listener runs on the request's path, so it must be
-        quick; one that raises is logged and skipped. Returns a function that
-        unsubscribes.
-        """
-        self._answered = (*self._answered, listener)
-
-        def unsubscribe() -> None:
-            self._answered = tuple(other for other in self._answered if other is not listener)
-
-        return unsubscribe
-
     # -- ASGI ----------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -310,12 +302,12 @@ class WebhookReceiver:
             await _respond(send, *_NOT_FOUND)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        answered = self._answered
-        started = self.clock.monotonic() if answered else 0.0
+        answered = self.answered
+        started = self.clock.monotonic() if answered.active else 0.0
         if not tracing.enabled():
             outcome, _, status = await self._serve(source, scope, headers, receive, send, False)
-            if answered and status is not None:
-                self._report(answered, source.name, outcome, started, None)
+            if answered.active and status is not None:
+                answered.emit(source.name, outcome, self.clock.monotonic() - started, None)
             return
         # Observability (tracing): the SERVER span of this request, here rather than in a
         # coroutine of its own (this is the ingest path).
@@ -335,25 +327,9 @@ class WebhookReceiver:
         finally:
             if adopted is not None:
                 restore_correlation_id(adopted)
-        if answered and status is not None:
-            self._report(answered, source.name, outcome, started, span)
+        if answered.active and status is not None:
+            answered.emit(source.name, outcome, self.clock.monotonic() - started, span)
         tracing.end_webhook(span, token, status, outcome, reason, None)
-
-    def _report(
-        self,
-        answered: tuple[AnsweredListener, ...],
-        source: str,
-        outcome: str,
-        started: float,
-        span: Span | None,
-    ) -> None:
-        """Hand an answered request to the ``subscribe_answered`` listeners."""
-        seconds = self.clock.monotonic() - started
-        for listener in answered:
-            try:
-                listener(source, outcome, seconds, span)
-            except Exception:
-                _log.exception("webhook answer listener %r failed", listener)
 
     async def _serve(
         self,
