@@ -38,7 +38,7 @@ def _webhook(tracer: trace.Tracer, attempts: list[bool], *, calls: bool = True, 
                         call.set_attribute("http.response.status_code", 503 if fails else 200)
                         call.end(end_time=begin + 2_000_000)
                 if fails:
-                    process.set_attribute("error.type", "HttpStatusError")
+                    process.set_attribute("error.type", "interlink.client.HttpStatusError")
                     process.set_status(Status(StatusCode.ERROR))
                 process.end(end_time=begin + 3_000_000)
         server.end(end_time=t + 2_000_000)
@@ -74,6 +74,7 @@ def test_the_summary_draws_a_webhook_that_failed_once_then_succeeded_as_a_tree()
         "outcome=accepted",
         "status_code=200",
     ]
+    # the class name only: the span keeps the qualified one, the line stays short
     assert lines[3].endswith("+1.00 s  took 3.0 ms  ERROR HttpStatusError")
     assert lines[4].endswith("status_code=503")
     assert lines[5].strip().split("  ")[2] == "+2.00 s"  # the retry, a second later

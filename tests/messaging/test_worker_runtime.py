@@ -498,7 +498,10 @@ async def test_events_tell_each_deliverys_story_and_a_failing_listener_is_skippe
     assert isinstance(events[2].attributes["error"], ValueError)
     assert events[3].attributes["delay"] == 1.0
     assert {(e.queue, e.handler, e.message_id) for e in events} == {("q", "h", "m1")}
-    assert "worker event listener" in caplog.text
+    failures = [r.getMessage() for r in caplog.records if "listener" in r.getMessage()]
+    assert len(failures) == len(story)  # once per event, each naming its kind
+    assert all(f.startswith("worker event listener") for f in failures)
+    assert [f.rsplit(" on ", 1)[1] for f in failures] == [kind for kind, _, _ in story]
     unsubscribe()
     assert worker.events.active  # the broken listener is still subscribed
 

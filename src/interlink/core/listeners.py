@@ -26,8 +26,9 @@ class Listeners(Generic[P]):
     """Listeners called with ``emit``'s arguments, in the order they subscribed.
 
     ``what`` names them in the log line of one that raises (``"worker event
-    listener <fn> failed"``), on ``logger``. ``active`` is true while any
-    listener is subscribed: a plain attribute, as hot paths read it per call.
+    listener <fn> failed"``), on ``logger``; a subclass may say more about the
+    call in it (``_about``). ``active`` is true while any listener is
+    subscribed: a plain attribute, as hot paths read it per call.
     """
 
     __slots__ = ("_listeners", "_logger", "_what", "active")
@@ -55,4 +56,10 @@ class Listeners(Generic[P]):
             try:
                 listener(*args, **kwargs)
             except Exception:
-                self._logger.exception("%s listener %r failed", self._what, listener)
+                self._logger.exception(
+                    "%s listener %r failed%s", self._what, listener, self._about(*args, **kwargs)
+                )
+
+    def _about(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """What the failed call was about, for its log line (``" on <kind>"``); nothing here."""
+        return ""

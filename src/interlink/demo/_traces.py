@@ -87,7 +87,7 @@ def webhook_trace(keeper: TraceKeeper, *, max_lines: int = 40) -> list[str]:
     more than once (a retry), succeeded at last and called the provider's API;
     among equals, the shortest, then the latest. Each line: the span's name
     and kind, when it started after the root, how long it took, what it
-    answered and whether it failed.
+    answered and whether it failed (the error's class).
     """
     traces = [t for t in keeper.traces() if _score(t)[0]]
     if not traces:
@@ -127,8 +127,8 @@ def _line(span: ReadableSpan, origin: int) -> str:
     parts.extend(
         f"{key.rsplit('.', 1)[-1]}={attributes[key]!s}" for key in _SHOWN if key in attributes
     )
-    if span.status.status_code is StatusCode.ERROR:
-        parts.append(f"ERROR {attributes.get('error.type', '')}".rstrip())
+    if span.status.status_code is StatusCode.ERROR:  # the class, not its module: lines stay short
+        parts.append(f"ERROR {str(attributes.get('error.type', '')).rsplit('.', 1)[-1]}".rstrip())
     return "  ".join(parts)
 
 

@@ -99,3 +99,6 @@ class WorkerEvents(Listeners[[WorkerEvent]]):
 
     def __init__(self) -> None:
         super().__init__("worker event", _log)
+
+    def _about(self, event: WorkerEvent) -> str:
+        return f" on {event.kind}"
