@@ -61,6 +61,16 @@ EXPECTED = {
         "(did you mean 'payments'?)",
         "11:23: queues.code.forward.client: no client named 'ledger' (clients: payments, orders)",
     ],
+    "observability.yaml": [
+        "3:3: observability.tracing: endpoint is where exporter otlp sends spans; exporter is "
+        "'none', so nothing would go there (set exporter: otlp)",
+        "7:25: observability.logging.redact[1]: expected a non-empty string, found ''",
+    ],
+    "otlp.yaml": [
+        "3:39: observability.tracing.endpoint: expected an absolute http(s) URL, "
+        "found 'otel-collector:4318'",
+        "3:76: observability.tracing.service_name: expected a non-empty string, found ''",
+    ],
     "secret_files.yaml": [
         f"2:30: service.admin_token.secret_file: cannot read {BROKEN / 'no-such-secret.txt'}: "
         "No such file or directory",

@@ -61,6 +61,12 @@ def _duration(value: object, *, allow_zero: bool = False) -> float:
     return parse_duration(value, allow_zero=allow_zero)
 
 
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"expected an absolute http(s) URL, found {value!r}")
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -207,9 +213,7 @@ class ClientConfig(_Section):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"expected an absolute http(s) URL, found {value!r}")
-        return value
+        return _http_url(value)
 
     @field_validator("timeout")
     @classmethod
@@ -322,13 +326,14 @@ class TracingConfig(_Section):
         "(OTLP over HTTP to endpoint; needs the otel extra).",
     )
     endpoint: str | None = Field(
-        None, description="otlp: the collector's traces URL (default: the OTel SDK's)."
+        None,
+        description="otlp: the collector's traces URL, absolute http(s) (default: the OTel SDK's).",
     )
     sampling_ratio: float = Field(
         1.0, ge=0.0, le=1.0, description="Share of new traces sampled (parent-based)."
     )
     service_name: str | None = Field(
-        None, description="service.name of the spans (default: service.name)."
+        None, min_length=1, description="service.name of the spans (default: service.name)."
     )
     messages: MessageTraces = Field(
         "continue",
@@ -336,6 +341,21 @@ class TracingConfig(_Section):
         "publish that made the message (one trace per webhook); new_trace: each attempt "
         "starts a trace of its own, linked to that publish.",
     )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value)
+
+    @model_validator(mode="after")
+    def _endpoint_is_otlp(self) -> TracingConfig:
+        # An endpoint with another exporter would be ignored: no span would go there.
+        if self.endpoint is not None and self.exporter != "otlp":
+            raise ValueError(
+                f"endpoint is where exporter otlp sends spans; exporter is {self.exporter!r}, "
+                "so nothing would go there (set exporter: otlp)"
+            )
+        return self
 
 
 class LoggingConfig(_Section):
@@ -347,7 +367,7 @@ class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Lowest level logged."
     )
-    redact: list[str] = Field(
+    redact: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list,
         description="More field and header names whose values are replaced by [REDACTED] "
         "(Authorization, cookies, tokens, secrets and passwords always are).",
