@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
@@ -124,3 +125,41 @@ async def test_a_webhooks_spans_reach_the_collector_at_the_configured_endpoint(
         "messaging.message.id"
     ] == "shop:wh_otlp"
     assert receive.end_time_unix_nano >= publish.end_time_unix_nano > receive.start_time_unix_nano
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on: connecting to it is refused at once."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+async def test_a_collector_that_is_down_costs_the_stop_at_most_the_exporters_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry import trace
+
+    from interlink.observability._lean import LeanTracerProvider
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "1")  # seconds; the SDK's default: 10
+    path = tmp_path / "interlink.yaml"
+    endpoint = f"http://127.0.0.1:{_closed_port()}/v1/traces"
+    path.write_text(CONFIG.format(db=tmp_path / "b.db", secret=SECRET, endpoint=endpoint))
+    async with Service(load_config(path)) as service, aiohttp.ClientSession() as session:
+        provider = trace.get_tracer_provider()
+        assert isinstance(provider, LeanTracerProvider)
+        body = json.dumps({"amount": 42}).encode()
+        headers = standard_headers("wh_down", int(time.time()), body)
+        async with session.post(f"{service.url}/webhooks/shop", data=body, headers=headers) as r:
+            assert r.status == 200  # the webhook does not wait for its trace
+        stopping = time.monotonic()
+    stopped_in = time.monotonic() - stopping
+
+    # The exporter retried with back-off until its timeout, then the batch counted as lost.
+    # About 1 s: the timeout. With the SDK's default of 10 s the same stop takes about 6 s
+    # (its back-off gives up once the next wait would pass the timeout).
+    assert stopped_in < 4, f"the stop took {stopped_in:.1f} s"
+    assert (provider.exported_spans, provider.failed_spans) == (0, 2)
