@@ -516,7 +516,7 @@ def test_exporter_none_sets_nothing_up() -> None:
     shutdown()
 
 
-def test_console_exporter_prints_spans_with_the_service_name(
+def test_console_exporter_prints_each_span_as_one_json_line_with_the_service_name(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     shutdown = configure_tracing(
@@ -525,10 +525,14 @@ def test_console_exporter_prints_spans_with_the_service_name(
     assert tracing_enabled()
     with _tracing.process_span(_message({}), "h", "memory"):
         pass
+    with _tracing.process_span(_message({}), "h", "memory"):
+        pass
     shutdown()
-    err = capsys.readouterr().err
-    assert '"name": "process q"' in err
-    assert '"service.name": "billing-svc"' in err
+    # One JSON object per line, as the JSON logs on the same stderr: a log shipper reading
+    # stderr line by line takes each span whole.
+    printed = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [span["name"] for span in printed] == ["process q", "process q"]
+    assert {span["resource"]["attributes"]["service.name"] for span in printed} == {"billing-svc"}
 
 
 def test_otlp_exporter_is_built_from_the_endpoint() -> None:

@@ -60,6 +60,7 @@ from interlink import __version__
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Span, Tracer
 
@@ -1112,6 +1113,11 @@ def retry_delay(attempt: int, delay: float, reason: str) -> None:
 
 
 # -- the SDK, for the service ------------------------------------------------------------------
+def _one_line(span: ReadableSpan) -> str:
+    text: str = span.to_json(indent=None)  # the SDK leaves it unannotated
+    return text + "\n"
+
+
 def configure_tracing(
     config: TracingConfig,
     *,
@@ -1144,7 +1150,9 @@ def configure_tracing(
         ) from exc
     if exporter is None:
         if config.exporter == "console":
-            exporter = ConsoleSpanExporter(out=sys.stderr)
+            # One line per span (the SDK's default indents over many): stderr also carries
+            # the JSON logs, which a shipper reads line by line.
+            exporter = ConsoleSpanExporter(out=sys.stderr, formatter=_one_line)
         else:
             try:
                 from opentelemetry.exporter.otlp.proto.http.trace_exporter import (

@@ -322,7 +322,7 @@ class TracingConfig(_Section):
 
     exporter: Literal["none", "console", "otlp"] = Field(
         "none",
-        description="none (no spans exported), console (spans printed to stderr) or otlp "
+        description="none (no spans exported), console (one JSON line per span on stderr) or otlp "
         "(OTLP over HTTP to endpoint; needs the otel extra).",
     )
     endpoint: str | None = Field(
