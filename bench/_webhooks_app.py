@@ -172,6 +172,8 @@ APPS: dict[str, Callable[[], Any]] = {
     "interlink": interlink_app,
     "interlink_traced": interlink_traced_app,
     "interlink_traced_tenth": lambda: interlink_traced_app(0.1),
+    # every webhook unsampled: what tracing being on costs before anything is recorded
+    "interlink_traced_unsampled": lambda: interlink_traced_app(0.0),
 }
 
 

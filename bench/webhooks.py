@@ -62,6 +62,14 @@ the same run:
    is (e)'s requests/s over (c)'s, as above: issue 8 states its target at
    1.0; this is the same measure at a ratio a busy service is likelier to run.
 
+   After the wire runs, with the servers stopped: ``informational.in_process_us_per_webhook``
+   (``_webhooks_inprocess``) drives the untraced receiver and the traced one at ratio
+   1.0 and 0.0 in process (64 concurrent ASGI calls, no HTTP; 20,000 webhooks per run,
+   3 interleaved repeats, one process per run pinned to the server CPU) and reads the
+   event loop thread's CPU per webhook. At ratio 0.0 every webhook takes the unsampled
+   path, so it splits tracing's cost into what being on costs every webhook
+   (``tracing_on_us``) and what recording its two spans adds (``recording_us``).
+
    Then ``--side-by-side`` (6) rounds of 6 s in which (c) and (d) are loaded
    at once, each by a wrk of its own, both servers on the server CPU: each
    gets about half of it, and whatever slows the machine over those seconds
@@ -112,6 +120,7 @@ from typing import Any
 
 from rich.console import Console
 
+import _webhooks_inprocess as inprocess
 from _report import machine_facts, pressure, progress_bar, report
 from _webhooks_ingest import (
     CONNECTIONS,
@@ -525,6 +534,33 @@ def answer_histogram_cost(webhooks: int = 50_000) -> dict[str, Any] | str:
     return figures
 
 
+def _in_process(
+    settings: Settings, secret: str, placement: Placement, progress: Any
+) -> dict[str, Any] | str:
+    """Where tracing's cost goes, in process (``_webhooks_inprocess``): after the wire runs."""
+    try:
+        import opentelemetry.sdk.trace  # noqa: F401 - the traced modes need the SDK
+        import uvloop  # noqa: F401
+    except ImportError as exc:
+        return f"not measured: {exc}"
+    repeats = 1 if settings.quick else 3
+    task = progress.add_task("in process", total=repeats * len(inprocess.MODES))
+
+    def tick(what: str | None) -> None:
+        if what is None:
+            progress.update(task, advance=1)
+        else:
+            progress.update(task, description=what)
+
+    return inprocess.measure(
+        repeats=repeats,
+        webhooks=5_000 if settings.quick else 20_000,
+        cpu=placement.server_cpu,
+        secret=secret,
+        tick=tick,
+    )
+
+
 def machine(
     load: tuple[float, float, float],
     pressure_before: dict[str, float] | None,
@@ -559,6 +595,7 @@ def run_benchmark(settings: Settings) -> dict[str, Any]:
         finally:
             placement.free()
         cases, all_skipped = measure_ingest(settings, secret, placement, progress, tools)
+        in_process = _in_process(settings, secret, placement, progress)
     elapsed = time.perf_counter() - started
     ingest = {case.name: summarize_ingest(case) for case in cases}
     result: dict[str, Any] = {
@@ -601,6 +638,7 @@ def run_benchmark(settings: Settings) -> dict[str, Any]:
         "ingest": {"skipped": all_skipped, "cases": ingest},
     }
     comparison = compare(verification, ingest)
+    comparison["informational"]["in_process_us_per_webhook"] = in_process
     result["comparison"] = comparison
     checked = {k: v for k, v in comparison.items() if isinstance(v, dict) and "pass" in v}
     missing = [
