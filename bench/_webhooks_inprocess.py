@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -36,14 +37,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from _webhooks_app import APPS, DB_ENV, PATH, SECRET_ENV
 from _webhooks_load import json_body, secret_key, sign
 
-HERE = Path(__file__).parent
 MODES: dict[str, str] = {
     "untraced": "interlink",
     "unsampled": "interlink_traced_unsampled",
@@ -121,38 +121,37 @@ async def _drive(app: Any, batch: list[list[tuple[bytes, bytes]]]) -> int:
     return ok
 
 
-async def _lifespan(app: Any, event: str) -> None:
-    """Send ``lifespan.<event>`` and wait for its answer (the receiver starts or closes)."""
-    sent = asyncio.get_running_loop().create_future()
-    messages = [{"type": f"lifespan.{event}"}]
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop()
-        await asyncio.Event().wait()  # nothing more to say: the task is cancelled
-        raise AssertionError("unreachable")
+@contextlib.asynccontextmanager
+async def _started(app: Any) -> AsyncIterator[None]:
+    """``app`` between ``lifespan.startup`` and ``lifespan.shutdown``, one ASGI lifespan call."""
+    asked: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    answers: asyncio.Queue[str] = asyncio.Queue()
 
     async def send(message: dict[str, Any]) -> None:
-        if not sent.done():
-            sent.set_result(message["type"])
+        await answers.put(message["type"])
 
-    task = asyncio.ensure_future(
-        app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    lifespan = asyncio.ensure_future(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}}, asked.get, send)
     )
-    answer = await sent
-    if event == "startup":
-        task.cancel()  # a lifespan task waits for shutdown; a new one is started for it
-    else:
-        await task
-    if not answer.endswith(".complete"):
-        raise RuntimeError(f"lifespan.{event}: {answer}")
+
+    async def say(event: str) -> None:
+        await asked.put({"type": f"lifespan.{event}"})
+        answer = await answers.get()
+        if answer != f"lifespan.{event}.complete":
+            raise RuntimeError(f"lifespan.{event}: {answer}")
+
+    await say("startup")
+    try:
+        yield
+    finally:
+        await say("shutdown")
+        await lifespan
 
 
 async def _run(factory: Callable[[], Any], webhooks: int) -> dict[str, Any]:
     app = factory()
     gc.freeze()
-    await _lifespan(app, "startup")
-    try:
+    async with _started(app):
         warm = _requests(WARM_UP, "warm")
         timed = _requests(webhooks, "timed")
         await _drive(app, warm)
@@ -161,8 +160,6 @@ async def _run(factory: Callable[[], Any], webhooks: int) -> dict[str, Any]:
         thread = time.thread_time() - thread
         process = time.process_time() - process
         wall = time.perf_counter() - wall
-    finally:
-        await _lifespan(app, "shutdown")
     return {
         "webhooks": webhooks,
         "answered_200": ok,
@@ -192,7 +189,7 @@ def measure(
             for mode in order if r % 2 == 0 else order[::-1]:
                 tick(f"in process {r + 1}/{repeats} {mode}")
                 env = {**os.environ, SECRET_ENV: secret, DB_ENV: f"{work}/{mode}-{r}.db"}
-                command = [sys.executable, str(HERE / Path(__file__).name), mode]
+                command = [sys.executable, str(Path(__file__)), mode]
                 command += ["--webhooks", str(webhooks)]
                 if cpu is not None:
                     command += ["--cpu", str(cpu)]
