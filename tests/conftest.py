@@ -10,6 +10,18 @@ from hypothesis import settings
 from interlink.testing import FakeClock
 
 
+@pytest.fixture(autouse=True)
+def _no_otel_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``OTEL_*`` variable of the shell that runs the tests reaches them.
+
+    interlink reads several (``OTEL_SDK_DISABLED``, ``OTEL_SERVICE_NAME``,
+    ``OTEL_TRACES_SAMPLER``...), as does the SDK; a test that is about one
+    sets it itself.
+    """
+    for name in [name for name in os.environ if name.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     """A fake monotonic clock: time moves only when the test advances it."""

@@ -19,8 +19,9 @@ processors get. No lighter implementation of the API exists for Python, so
 this one records what a span needs in plain slots and a dict and does the
 rest when, and only if, an exporter reads the span:
 
-- ids, sampling (parent-based, a new trace kept by trace-id ratio as the
-  SDK's ``TraceIdRatioBased`` decides), the ``SpanContext`` (made on first
+- ids, sampling (a new trace kept by trace-id ratio as the SDK's
+  ``TraceIdRatioBased`` decides; a span with a parent follows it, unless the
+  provider is not ``parent_based``), the ``SpanContext`` (made on first
   ``get_span_context``), status and exception events follow the SDK's rules;
 - a finished, sampled span is appended to a bounded queue; a daemon thread
   hands batches to the exporter every ``OTEL_BSP_SCHEDULE_DELAY`` ms or when
@@ -984,8 +985,13 @@ class _LeanTracer(trace_api.Tracer):
                 parent = remote
                 if remote.trace_state:  # else the shared empty one, which _inject recognises
                     trace_state = remote.trace_state
-                sampled = parent_flags & _SAMPLED
-                flags = parent_flags & (_SAMPLED | _RANDOM)
+                provider = self.provider
+                if provider.parent_based:
+                    sampled = parent_flags & _SAMPLED
+                    flags = parent_flags & (_SAMPLED | _RANDOM)
+                else:  # the trace id decides, as for a new trace, whatever the parent's flag
+                    sampled = (trace_id & _LOWER_64) < provider.bound
+                    flags = (parent_flags & _RANDOM) | (_SAMPLED if sampled else 0)
             else:
                 return self.start_root(name, kind, attributes, start_time)
         span_id = _getrandbits(64) or 1  # never 0 (invalid): one chance in 2**64
@@ -1096,9 +1102,14 @@ class _LeanTracer(trace_api.Tracer):
 class LeanTracerProvider(trace_api.TracerProvider):
     """The service's tracer provider (see the module's docstring).
 
-    ``sampling_ratio`` keeps that share of new traces (a span with a parent
-    follows the parent's sampled flag); ``batch=False`` exports each span as
-    it ends. ``shutdown`` (also run at exit) exports what is queued and shuts
+    ``sampling_ratio`` keeps that share of new traces. With ``parent_based``
+    (the default: the SDK's ``ParentBased(TraceIdRatioBased(ratio))``) a span
+    with a parent follows the parent's sampled flag; without it (the SDK's
+    ``TraceIdRatioBased``, ``ALWAYS_ON``, ``ALWAYS_OFF``) the trace id decides
+    for every span, so a remote parent's flag is overruled. A local parent was
+    decided the same way, by the same trace id, so only a parent from another
+    process (an incoming or a message's ``traceparent``) can differ.
+    ``batch=False`` exports each span as it ends. ``shutdown`` (also run at exit) exports what is queued and shuts
     the exporter down.
     """
 
@@ -1108,6 +1119,7 @@ class LeanTracerProvider(trace_api.TracerProvider):
         *,
         resource: Resource | None = None,
         sampling_ratio: float = 1.0,
+        parent_based: bool = True,
         batch: bool = True,
         limits: SpanLimits | None = None,
     ) -> None:
@@ -1115,6 +1127,7 @@ class LeanTracerProvider(trace_api.TracerProvider):
             raise ValueError(f"sampling_ratio must be within [0, 1], got {sampling_ratio}")
         self.resource = resource if resource is not None else Resource.create({})
         self.sampling_ratio = sampling_ratio
+        self.parent_based = parent_based
         # What the SDK's TraceIdRatioBased keeps: the trace id's lower 64 bits below the bound.
         self.bound = round(sampling_ratio * (_LOWER_64 + 1))
         self.limits = limits if limits is not None else SpanLimits()

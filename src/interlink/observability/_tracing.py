@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import os
 import sys
 import time
@@ -1118,6 +1119,72 @@ def _one_line(span: ReadableSpan) -> str:
     return text + "\n"
 
 
+SDK_DISABLED_ENV: Final = "OTEL_SDK_DISABLED"
+SAMPLER_ENV: Final = "OTEL_TRACES_SAMPLER"
+SAMPLER_ARG_ENV: Final = "OTEL_TRACES_SAMPLER_ARG"
+# The SDK's built-in samplers interlink's provider runs: name -> (ratio, parent-based); a ratio
+# of None is OTEL_TRACES_SAMPLER_ARG's.
+_SAMPLERS: Final[dict[str, tuple[float | None, bool]]] = {
+    "always_on": (1.0, False),
+    "always_off": (0.0, False),
+    "traceidratio": (None, False),
+    "parentbased_always_on": (1.0, True),
+    "parentbased_always_off": (0.0, True),
+    "parentbased_traceidratio": (None, True),
+}
+
+
+def sdk_disabled(environ: Mapping[str, str]) -> bool:
+    """``OTEL_SDK_DISABLED`` is ``true`` (any case): the OTel SDK is off, so tracing is.
+
+    Any other value but ``false`` or an empty one is ignored with a warning, as
+    the OTel specification asks of a boolean variable it cannot read.
+    """
+    raw = environ.get(SDK_DISABLED_ENV, "")
+    value = raw.strip().lower()
+    if value not in ("", "true", "false"):
+        _log.warning("%s=%r is neither true nor false; ignored", SDK_DISABLED_ENV, raw)
+    return value == "true"
+
+
+def sampler_from_env(environ: Mapping[str, str]) -> tuple[float, bool] | None:
+    """``(ratio, parent_based)`` from ``OTEL_TRACES_SAMPLER`` (and ``_ARG``); ``None`` if unset.
+
+    The six built-in samplers the SDK reads from these variables:
+    ``always_on``, ``always_off``, ``traceidratio`` and their ``parentbased_``
+    forms (the SDK's default is ``parentbased_always_on``). A ratio sampler
+    whose ``OTEL_TRACES_SAMPLER_ARG`` is not a number within [0, 1] keeps 1.0,
+    and any other sampler name is ignored, each with a warning, as the SDK
+    does (a remote sampler, such as Jaeger's, needs the SDK's own provider).
+    """
+    raw = environ.get(SAMPLER_ENV, "")
+    name = raw.strip().lower()
+    if not name:
+        return None
+    known = _SAMPLERS.get(name)
+    if known is None:
+        _log.warning(
+            "%s=%r is not a sampler interlink's tracer provider runs (%s); ignored",
+            SAMPLER_ENV,
+            raw,
+            ", ".join(_SAMPLERS),
+        )
+        return None
+    ratio, parent_based = known
+    if ratio is None:
+        arg = environ.get(SAMPLER_ARG_ENV, "")
+        try:
+            ratio = float(arg)
+        except ValueError:
+            ratio = math.nan
+        if not 0.0 <= ratio <= 1.0:  # also NaN
+            _log.warning(
+                "%s=%r is not a ratio within [0, 1]; %s keeps 1.0", SAMPLER_ARG_ENV, arg, name
+            )
+            ratio = 1.0
+    return ratio, parent_based
+
+
 def configure_tracing(
     config: TracingConfig,
     *,
@@ -1128,19 +1195,31 @@ def configure_tracing(
 
     ``exporter`` (code only) replaces the configured one, such as an
     in-memory or a discarding exporter. ``exporter: none`` without one sets
-    nothing up: the API stays a no-op and tracing costs nothing. Sampling is
-    parent-based: a sampled parent (an incoming or a message's
-    ``traceparent``) is followed, a new trace is kept with
-    ``sampling_ratio``. A provider set earlier (by the application) is kept
-    and left to its owner.
+    nothing up: the API stays a no-op and tracing costs nothing; so does
+    ``OTEL_SDK_DISABLED=true``. A provider set earlier (by the application)
+    is kept and left to its owner.
+
+    Sampling: ``sampling_ratio`` when the configuration sets it, else
+    ``OTEL_TRACES_SAMPLER``/``OTEL_TRACES_SAMPLER_ARG`` (``sampler_from_env``),
+    else 1.0; parent-based (a sampled parent, an incoming or a message's
+    ``traceparent``, is followed) unless the variable names a sampler that is
+    not. ``service.name``: ``config.service_name``, else the environment's
+    (``OTEL_SERVICE_NAME``, or ``service.name`` in
+    ``OTEL_RESOURCE_ATTRIBUTES``), else ``service_name``. The rest of
+    ``OTEL_RESOURCE_ATTRIBUTES`` joins the resource either way.
     """
     from interlink.core.errors import ConfigError
 
     set_message_traces(config.messages)
     if exporter is None and config.exporter == "none":
         return _nothing
+    if sdk_disabled(os.environ):
+        _log.info("observability.tracing: off, as %s=true says", SDK_DISABLED_ENV)
+        if exporter is not None:
+            exporter.shutdown()  # it was handed over, as when a provider is already set
+        return _nothing
     try:
-        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         from interlink.observability._lean import LeanTracerProvider
@@ -1171,10 +1250,23 @@ def configure_tracing(
         )
         exporter.shutdown()
         return _nothing
+    ratio, parent_based = config.sampling_ratio, True
+    from_env = sampler_from_env(os.environ)
+    if from_env is not None:
+        if "sampling_ratio" in config.model_fields_set:
+            _log.info(
+                "observability.tracing: sampling_ratio %s is set, so %s is not applied",
+                config.sampling_ratio,
+                SAMPLER_ENV,
+            )
+        else:
+            ratio, parent_based = from_env
+    if config.service_name is None and OTELResourceDetector().detect().attributes.get(SERVICE_NAME):
+        resource = Resource.create()  # the environment names the service
+    else:
+        resource = Resource.create({SERVICE_NAME: config.service_name or service_name})
     provider = LeanTracerProvider(
-        exporter,
-        resource=Resource.create({SERVICE_NAME: config.service_name or service_name}),
-        sampling_ratio=config.sampling_ratio,
+        exporter, resource=resource, sampling_ratio=ratio, parent_based=parent_based
     )
     _api.set_tracer_provider(provider)
 

@@ -330,10 +330,17 @@ class TracingConfig(_Section):
         description="otlp: the collector's traces URL, absolute http(s) (default: the OTel SDK's).",
     )
     sampling_ratio: float = Field(
-        1.0, ge=0.0, le=1.0, description="Share of new traces sampled (parent-based)."
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of new traces sampled (parent-based). When unset, "
+        "OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG apply if set (see observability.md).",
     )
     service_name: str | None = Field(
-        None, min_length=1, description="service.name of the spans (default: service.name)."
+        None,
+        min_length=1,
+        description="service.name of the spans (default: OTEL_SERVICE_NAME, or service.name "
+        "in OTEL_RESOURCE_ATTRIBUTES, else the service's name).",
     )
     messages: MessageTraces = Field(
         "continue",
