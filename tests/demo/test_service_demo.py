@@ -160,6 +160,25 @@ async def test_a_tracer_provider_set_before_the_demo_is_kept_and_no_trace_is_dra
     mine.shutdown()
 
 
+@pytest.mark.parametrize(
+    ("variable", "kept"), [("otlp", False), ("console", False), ("none", True)]
+)
+def test_the_demo_keeps_traces_only_when_neither_file_nor_environment_exports_them(
+    variable: str, kept: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from interlink.demo._service import _keep_traces
+    from interlink.observability import tracing_enabled
+    from interlink.service._load import load_config
+
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", variable)
+    path = tmp_path / "interlink.yaml"
+    path.write_text(f'service: {{name: d}}\nbroker: {{url: "sqlite:///{tmp_path / "b.db"}"}}\n')
+    keeper, stop = _keep_traces(load_config(path).config)
+    assert (keeper is not None) is kept
+    assert tracing_enabled() is kept  # else the service sets tracing up, as the variable says
+    stop()
+
+
 async def test_with_a_duration_it_stops_by_itself_and_drains_the_queue() -> None:
     out = io.StringIO()
     demo = ServiceDemo(Console(file=out, width=200), duration=6.0, rate=10.0)

@@ -88,6 +88,93 @@ def test_exporter_none_stays_silent_whatever_otel_sdk_disabled_says(
     assert caplog.records == []
 
 
+# -- OTEL_TRACES_EXPORTER -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "expected", "warning"),
+    [
+        ("otlp", "otlp", None),
+        (" Console ", "console", None),
+        ("none", "none", None),
+        ("", None, None),
+        ("otlp,console", "otlp", "so it uses otlp"),
+        ("zipkin, otlp", "otlp", "so it uses otlp"),
+        ("zipkin", None, "so it is ignored"),
+    ],
+)
+def test_the_exporter_is_read_from_the_environment(
+    value: str, expected: str | None, warning: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, LOGGER):
+        assert _tracing.exporter_from_env({"OTEL_TRACES_EXPORTER": value}) == expected
+    said = _warnings(caplog)
+    if warning is None:
+        assert said == []
+    else:
+        [line] = said
+        assert line.startswith(f"OTEL_TRACES_EXPORTER={value!r}: interlink sends spans to one")
+        assert line.endswith(warning)
+
+
+def test_the_environments_exporter_turns_tracing_on_when_the_file_sets_none(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    shutdown = configure_tracing(TracingConfig())
+    assert tracing_enabled()
+    trace.get_tracer("env").start_span("printed").end()
+    shutdown()
+    assert '"name": "printed"' in capsys.readouterr().err
+
+
+def test_an_exporter_set_in_the_file_wins_over_the_environments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    shutdown = configure_tracing(TracingConfig(exporter="none"))
+    assert not tracing_enabled()
+    shutdown()
+
+
+@pytest.mark.parametrize(
+    ("environment", "warned"),
+    [
+        ({}, None),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, None),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL='grpc'"),
+        (
+            {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"},
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL='http/json'",
+        ),
+        (  # the traces' own variable decides
+            {
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+            },
+            None,
+        ),
+    ],
+)
+def test_an_otlp_protocol_other_than_http_protobuf_is_warned_about(
+    environment: dict[str, str],
+    warned: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with caplog.at_level(logging.WARNING, LOGGER):
+        shutdown = configure_tracing(
+            TracingConfig(exporter="otlp", endpoint="http://127.0.0.1:1/v1/traces")
+        )
+    shutdown()  # nothing was recorded: nothing is sent
+    said = _warnings(caplog)
+    if warned is None:
+        assert said == []
+    else:
+        [line] = said
+        assert line.startswith(f"{warned}: interlink sends OTLP over http/protobuf")
+
+
 # -- service.name --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("configured", "environment", "expected"),
@@ -298,20 +385,20 @@ def test_the_unsampled_webhook_publish_carries_the_decision_on(parent_based: boo
 
 
 # -- through the service's file --------------------------------------------------------------------
-async def test_the_service_takes_name_and_sampler_from_the_environment_when_its_file_is_silent(
+async def test_the_service_traces_as_the_environment_says_when_its_file_is_silent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OTEL_SERVICE_NAME", "billing-prod")
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=prod")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.05")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:1/v1/traces")
     path = tmp_path / "interlink.yaml"
-    path.write_text(
+    path.write_text(  # nothing about tracing: the environment turns it on
         f"""
 service: {{name: billing, listen: "127.0.0.1:0"}}
 broker: {{url: "sqlite:///{tmp_path / "b.db"}"}}
-observability:
-  tracing: {{exporter: otlp, endpoint: "http://127.0.0.1:1/v1/traces"}}
 """
     )
     async with Service(load_config(path), http=False):

@@ -417,14 +417,16 @@ def _keep_traces(config: ServiceConfig) -> tuple[TraceKeeper | None, Callable[[]
     """Trace into a ``TraceKeeper`` (ratio 1.0), for the summary's trace; and its shutdown.
 
     Not when the config sends its traces somewhere itself (``exporter`` not
-    ``none``) or a tracer provider is set already (the application's): the
-    demo then leaves tracing as it is, and its summary draws no trace.
+    ``none``, or ``OTEL_TRACES_EXPORTER`` when it sets none) or a tracer
+    provider is set already (the application's): the demo then leaves tracing
+    as it is, and its summary draws no trace.
     """
     from interlink.demo._traces import TraceKeeper
     from interlink.observability import configure_tracing, tracing_enabled
+    from interlink.observability._tracing import exporter_kind
 
     tracing = config.observability.tracing
-    if tracing.exporter != "none" or tracing_enabled():
+    if exporter_kind(tracing, os.environ) != "none" or tracing_enabled():
         return None, lambda: None
     keeper = TraceKeeper()
     settings = tracing.model_copy(update={"sampling_ratio": 1.0})

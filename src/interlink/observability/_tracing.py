@@ -1120,6 +1120,10 @@ def _one_line(span: ReadableSpan) -> str:
 
 
 SDK_DISABLED_ENV: Final = "OTEL_SDK_DISABLED"
+EXPORTER_ENV: Final = "OTEL_TRACES_EXPORTER"
+EXPORTERS: Final = ("none", "console", "otlp")  # observability.tracing.exporter's values
+# Where the OTLP exporter reads its protocol; interlink's is HTTP with protobuf.
+PROTOCOL_ENVS: Final = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
 SAMPLER_ENV: Final = "OTEL_TRACES_SAMPLER"
 SAMPLER_ARG_ENV: Final = "OTEL_TRACES_SAMPLER_ARG"
 # The SDK's built-in samplers interlink's provider runs: name -> (ratio, parent-based); a ratio
@@ -1145,6 +1149,50 @@ def sdk_disabled(environ: Mapping[str, str]) -> bool:
     if value not in ("", "true", "false"):
         _log.warning("%s=%r is neither true nor false; ignored", SDK_DISABLED_ENV, raw)
     return value == "true"
+
+
+def exporter_from_env(environ: Mapping[str, str]) -> str | None:
+    """The exporter ``OTEL_TRACES_EXPORTER`` names (``none``, ``console``, ``otlp``); ``None`` if unset.
+
+    The variable is a comma-separated list; interlink sends spans to one
+    exporter, the first of the list it knows. The others, and names it does
+    not know (``zipkin``...), are ignored with a warning.
+    """
+    raw = environ.get(EXPORTER_ENV, "")
+    names = [name.strip().lower() for name in raw.split(",") if name.strip()]
+    known = [name for name in names if name in EXPORTERS]
+    if names != known[:1]:
+        chosen = f"uses {known[0]}" if known else "is ignored"
+        _log.warning(
+            "%s=%r: interlink sends spans to one exporter of %s, so it %s",
+            EXPORTER_ENV,
+            raw,
+            ", ".join(EXPORTERS),
+            chosen,
+        )
+    return known[0] if known else None
+
+
+def exporter_kind(config: TracingConfig, environ: Mapping[str, str]) -> str:
+    """The exporter ``config`` makes: its own ``exporter`` if set, else ``OTEL_TRACES_EXPORTER``'s."""
+    if "exporter" in config.model_fields_set:
+        return config.exporter
+    return exporter_from_env(environ) or config.exporter
+
+
+def _otlp_protocol_warning(environ: Mapping[str, str]) -> None:
+    """Warn when the environment asks for an OTLP protocol other than interlink's."""
+    for name in PROTOCOL_ENVS:
+        protocol = environ.get(name, "").strip()
+        if protocol:
+            if protocol != "http/protobuf":
+                _log.warning(
+                    "%s=%r: interlink sends OTLP over http/protobuf (to port 4318, path "
+                    "/v1/traces, by default); point it at the collector's OTLP/HTTP receiver",
+                    name,
+                    protocol,
+                )
+            return  # the more specific one decides
 
 
 def sampler_from_env(environ: Mapping[str, str]) -> tuple[float, bool] | None:
@@ -1194,10 +1242,11 @@ def configure_tracing(
     """Set up the OTel SDK from ``observability.tracing``; return the function that shuts it down.
 
     ``exporter`` (code only) replaces the configured one, such as an
-    in-memory or a discarding exporter. ``exporter: none`` without one sets
-    nothing up: the API stays a no-op and tracing costs nothing; so does
-    ``OTEL_SDK_DISABLED=true``. A provider set earlier (by the application)
-    is kept and left to its owner.
+    in-memory or a discarding exporter. Without one, the configured
+    ``exporter``, else ``OTEL_TRACES_EXPORTER`` (``exporter_from_env``), else
+    ``none``; ``none`` sets nothing up: the API stays a no-op and tracing
+    costs nothing. So does ``OTEL_SDK_DISABLED=true``. A provider set earlier
+    (by the application) is kept and left to its owner.
 
     Sampling: ``sampling_ratio`` when the configuration sets it, else
     ``OTEL_TRACES_SAMPLER``/``OTEL_TRACES_SAMPLER_ARG`` (``sampler_from_env``),
@@ -1211,7 +1260,8 @@ def configure_tracing(
     from interlink.core.errors import ConfigError
 
     set_message_traces(config.messages)
-    if exporter is None and config.exporter == "none":
+    kind = config.exporter if exporter is not None else exporter_kind(config, os.environ)
+    if kind == "none" and exporter is None:
         return _nothing
     if sdk_disabled(os.environ):
         _log.info("observability.tracing: off, as %s=true says", SDK_DISABLED_ENV)
@@ -1228,7 +1278,7 @@ def configure_tracing(
             "observability.tracing needs the OpenTelemetry SDK: pip install 'interlink[otel]'"
         ) from exc
     if exporter is None:
-        if config.exporter == "console":
+        if kind == "console":
             # One line per span (the SDK's default indents over many): stderr also carries
             # the JSON logs, which a shipper reads line by line.
             exporter = ConsoleSpanExporter(out=sys.stderr, formatter=_one_line)
@@ -1242,6 +1292,7 @@ def configure_tracing(
                     "observability.tracing.exporter: otlp needs the otel extra: "
                     "pip install 'interlink[otel]'"
                 ) from exc
+            _otlp_protocol_warning(os.environ)
             exporter = OTLPSpanExporter(endpoint=config.endpoint)
     if enabled():
         _log.warning(

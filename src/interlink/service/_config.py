@@ -323,7 +323,8 @@ class TracingConfig(_Section):
     exporter: Literal["none", "console", "otlp"] = Field(
         "none",
         description="none (no spans exported), console (one JSON line per span on stderr) or otlp "
-        "(OTLP over HTTP to endpoint; needs the otel extra).",
+        "(OTLP over HTTP to endpoint; needs the otel extra). When unset, OTEL_TRACES_EXPORTER "
+        "applies if set.",
     )
     endpoint: str | None = Field(
         None,
