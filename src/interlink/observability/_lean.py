@@ -1109,8 +1109,8 @@ class LeanTracerProvider(trace_api.TracerProvider):
     for every span, so a remote parent's flag is overruled. A local parent was
     decided the same way, by the same trace id, so only a parent from another
     process (an incoming or a message's ``traceparent``) can differ.
-    ``batch=False`` exports each span as it ends. ``shutdown`` (also run at exit) exports what is queued and shuts
-    the exporter down.
+    ``batch=False`` exports each span as it ends. ``shutdown`` (also run at
+    exit) exports what is queued and shuts the exporter down.
     """
 
     def __init__(
