@@ -276,6 +276,8 @@ def sampled_ids(span: Span | None = None) -> tuple[int, int] | None:
     if type(span) is _lean_span:
         lean: Any = span
         return (lean.trace_id, lean.span_id) if lean.flags & 0x01 else None  # W3C: sampled
+    if type(span) is _lean_unsampled:  # the lean tracer's, in a trace it does not sample
+        return None
     context = span.get_span_context()
     if not context.is_valid or not context.trace_flags.sampled:
         return None
