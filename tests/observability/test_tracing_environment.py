@@ -175,6 +175,58 @@ def test_an_otlp_protocol_other_than_http_protobuf_is_warned_about(
         assert line.startswith(f"{warned}: interlink sends OTLP over http/protobuf")
 
 
+# -- what tracing does, said once at start ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("config", "environment", "line"),
+    [
+        (
+            TracingConfig(
+                exporter="otlp",
+                endpoint="http://collector:4318/v1/traces",
+                sampling_ratio=0.5,
+                service_name="billing",
+            ),
+            {"OTEL_TRACES_SAMPLER": "always_off"},  # the file's ratio wins
+            "on: OTLPSpanExporter to http://collector:4318/v1/traces; parent-based sampling at "
+            "ratio 0.5; service.name 'billing'",
+        ),
+        (
+            TracingConfig(),
+            {
+                "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "https://ingest:s3cr3t-key@otel.example:4318",
+                "OTEL_TRACES_SAMPLER": "traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": "0.1",
+                "OTEL_SERVICE_NAME": "env-svc",
+            },
+            "on: OTLPSpanExporter to https://otel.example:4318/v1/traces; trace-id sampling at "
+            "ratio 0.1 (from OTEL_TRACES_SAMPLER); service.name 'env-svc'",
+        ),
+        (
+            TracingConfig(exporter="console"),
+            {},
+            "on: ConsoleSpanExporter; parent-based sampling at ratio 1.0; "
+            "service.name 'fallback-svc'",
+        ),
+    ],
+)
+def test_one_line_at_start_says_where_spans_go_how_they_are_sampled_and_under_which_name(
+    config: TracingConfig,
+    environment: dict[str, str],
+    line: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with caplog.at_level(logging.INFO, LOGGER):
+        shutdown = configure_tracing(config, service_name="fallback-svc")
+    shutdown()
+    said = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+    assert f"observability.tracing: {line}" in said
+    assert "s3cr3t" not in caplog.text  # an endpoint's password stays out of the logs
+
+
 # -- service.name --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("configured", "environment", "expected"),

@@ -1304,6 +1304,7 @@ def configure_tracing(
         exporter.shutdown()
         return _nothing
     ratio, parent_based = config.sampling_ratio, True
+    sampler_said = ""  # where the sampling came from, for the line below: the file, or the default
     from_env = sampler_from_env(os.environ)
     if from_env is not None:
         if "sampling_ratio" in config.model_fields_set:
@@ -1314,6 +1315,7 @@ def configure_tracing(
             )
         else:
             ratio, parent_based = from_env
+            sampler_said = f" (from {SAMPLER_ENV})"
     if config.service_name is None and OTELResourceDetector().detect().attributes.get(SERVICE_NAME):
         resource = Resource.create()  # the environment names the service
     else:
@@ -1322,12 +1324,37 @@ def configure_tracing(
         exporter, resource=resource, sampling_ratio=ratio, parent_based=parent_based
     )
     _api.set_tracer_provider(provider)
+    # One line that says what tracing does: the environment can decide much of it (above), so
+    # an operator reads it here rather than guessing why no trace arrives.
+    _log.info(
+        "observability.tracing: on: %s%s; %s sampling at ratio %s%s; service.name %r",
+        type(exporter).__name__,
+        _destination(exporter),
+        "parent-based" if parent_based else "trace-id",
+        ratio,
+        sampler_said,
+        resource.attributes.get(SERVICE_NAME),
+    )
 
     def shutdown() -> None:
         provider.shutdown()  # flushes what is batched
         set_message_traces("continue")
 
     return shutdown
+
+
+def _destination(exporter: SpanExporter) -> str:
+    """`` to <url>`` for an exporter that sends to one (OTLP's, after its environment), else ``""``.
+
+    Without the URL's user and password, should it carry any.
+    """
+    endpoint = getattr(exporter, "_endpoint", None)  # the OTLP exporters keep it there
+    if not isinstance(endpoint, str) or not endpoint:
+        return ""
+    parts = urlsplit(endpoint)
+    if parts.username is not None or parts.password is not None:
+        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+    return f" to {parts.geturl()}"
 
 
 def _nothing() -> None:
