@@ -40,6 +40,22 @@ def _provider() -> LeanTracerProvider:
     return provider
 
 
+def _setenv(monkeypatch: pytest.MonkeyPatch, environment: dict[str, str]) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+
+def _expect_warning(caplog: pytest.LogCaptureFixture, starts: str | None, ends: str = "") -> None:
+    """One warning of interlink's tracing, starting and ending so; or none when ``starts`` is."""
+    said = _warnings(caplog)
+    if starts is None:
+        assert said == []
+    else:
+        [line] = said
+        assert line.startswith(starts), line
+        assert line.endswith(ends), line
+
+
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno >= logging.WARNING
@@ -106,13 +122,8 @@ def test_the_exporter_is_read_from_the_environment(
 ) -> None:
     with caplog.at_level(logging.WARNING, LOGGER):
         assert _tracing.exporter_from_env({"OTEL_TRACES_EXPORTER": value}) == expected
-    said = _warnings(caplog)
-    if warning is None:
-        assert said == []
-    else:
-        [line] = said
-        assert line.startswith(f"OTEL_TRACES_EXPORTER={value!r}: interlink sends spans to one")
-        assert line.endswith(warning)
+    starts = f"OTEL_TRACES_EXPORTER={value!r}: interlink sends spans to one"
+    _expect_warning(caplog, None if warning is None else starts, warning or "")
 
 
 def test_the_environments_exporter_turns_tracing_on_when_the_file_sets_none(
@@ -160,19 +171,15 @@ def test_an_otlp_protocol_other_than_http_protobuf_is_warned_about(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
+    _setenv(monkeypatch, environment)
     with caplog.at_level(logging.WARNING, LOGGER):
         shutdown = configure_tracing(
             TracingConfig(exporter="otlp", endpoint="http://127.0.0.1:1/v1/traces")
         )
     shutdown()  # nothing was recorded: nothing is sent
-    said = _warnings(caplog)
-    if warned is None:
-        assert said == []
-    else:
-        [line] = said
-        assert line.startswith(f"{warned}: interlink sends OTLP over http/protobuf")
+    _expect_warning(
+        caplog, None if warned is None else f"{warned}: interlink sends OTLP over http/protobuf"
+    )
 
 
 # -- what tracing does, said once at start ------------------------------------------------------
@@ -217,8 +224,7 @@ def test_one_line_at_start_says_where_spans_go_how_they_are_sampled_and_under_wh
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
+    _setenv(monkeypatch, environment)
     with caplog.at_level(logging.INFO, LOGGER):
         shutdown = configure_tracing(config, service_name="fallback-svc")
     shutdown()
@@ -249,8 +255,7 @@ def test_the_service_name_is_the_files_else_the_environments_else_the_default(
     expected: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
+    _setenv(monkeypatch, environment)
     exporter = InMemorySpanExporter()
     shutdown = configure_tracing(
         TracingConfig(service_name=configured), service_name="fallback-svc", exporter=exporter
