@@ -1271,7 +1271,7 @@ def configure_tracing(
             exporter.shutdown()  # it was handed over, as when a provider is already set
         return _nothing
     try:
-        from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         from interlink.observability._lean import LeanTracerProvider
@@ -1316,10 +1316,12 @@ def configure_tracing(
         else:
             ratio, parent_based = from_env
             sampler_said = f" (from {SAMPLER_ENV})"
-    if config.service_name is None and OTELResourceDetector().detect().attributes.get(SERVICE_NAME):
-        resource = Resource.create()  # the environment names the service
-    else:
-        resource = Resource.create({SERVICE_NAME: config.service_name or service_name})
+    # The SDK's attributes and the environment's (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME),
+    # read once. Without a name from the environment the SDK says "unknown_service[:...]".
+    resource = Resource.create()
+    named = str(resource.attributes.get(SERVICE_NAME, ""))
+    if config.service_name is not None or not named or named.startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: config.service_name or service_name}))
     provider = LeanTracerProvider(
         exporter, resource=resource, sampling_ratio=ratio, parent_based=parent_based
     )
