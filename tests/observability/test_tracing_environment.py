@@ -1,11 +1,12 @@
 """The OpenTelemetry environment variables tracing honours, as the SDK's own provider does.
 
-``OTEL_SDK_DISABLED`` (the kill switch), ``OTEL_SERVICE_NAME`` and
-``OTEL_RESOURCE_ATTRIBUTES`` (what an operator, or the OTel Operator on
-Kubernetes, sets per deployment), ``OTEL_TRACES_SAMPLER`` and
-``OTEL_TRACES_SAMPLER_ARG``; the configuration file wins where it says
-something, the environment wins over a default. The sampling decisions are
-checked against the SDK's own samplers.
+``OTEL_SDK_DISABLED`` (the kill switch), ``OTEL_TRACES_EXPORTER``,
+``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` (what an operator, or
+the OTel Operator on Kubernetes, sets per deployment), ``OTEL_TRACES_SAMPLER``
+and ``OTEL_TRACES_SAMPLER_ARG``, and a warning for an OTLP protocol interlink
+does not speak; the configuration file wins where it says something, the
+environment wins over a default, and one line at start says what came of it.
+The sampling decisions are checked against the SDK's own samplers.
 """
 
 from __future__ import annotations
@@ -206,7 +207,8 @@ def test_an_otlp_protocol_other_than_http_protobuf_is_warned_about(
                 "OTEL_TRACES_SAMPLER_ARG": "0.1",
                 "OTEL_SERVICE_NAME": "env-svc",
             },
-            "on: OTLPSpanExporter to https://otel.example:4318/v1/traces; trace-id sampling at "
+            "on: OTLPSpanExporter to https://ingest:REDACTED@otel.example:4318/v1/traces; "
+            "trace-id sampling at "
             "ratio 0.1 (from OTEL_TRACES_SAMPLER); service.name 'env-svc'",
         ),
         (

@@ -1348,15 +1348,16 @@ def configure_tracing(
 def _destination(exporter: SpanExporter) -> str:
     """`` to <url>`` for an exporter that sends to one (OTLP's, after its environment), else ``""``.
 
-    Without the URL's user and password, should it carry any.
+    Redacted as the client redacts the URLs it logs (``redact_url``: a password
+    in the userinfo, secret-looking query values).
     """
+    # Here, not at import: interlink.client imports this module.
+    from interlink.client._redact import redact_url
+
     endpoint = getattr(exporter, "_endpoint", None)  # the OTLP exporters keep it there
     if not isinstance(endpoint, str) or not endpoint:
         return ""
-    parts = urlsplit(endpoint)
-    if parts.username is not None or parts.password is not None:
-        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
-    return f" to {parts.geturl()}"
+    return f" to {redact_url(endpoint)}"
 
 
 def _nothing() -> None:
